@@ -1,0 +1,1 @@
+"""The domain of the desk: cases, people, enforcement, and their storage."""

@@ -1,0 +1,201 @@
+"""Opening cases from reports and questions, and adding follow-ups to them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from casework.audit import record_event
+from casework.desk import Desk
+from casework.models import Case, CaseKind, CaseStatus, InboundMessage, Party, Person
+from casework.notices import AutoSubmitted, Notice
+from casework.people import ensure_person
+from casework.rules import RULES, guess_rule, is_question
+
+_REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
+_ADDRESS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+class UnknownCase(LookupError):
+    """No case has that reference."""
+
+
+def parse_ref(ref: str) -> int:
+    found = _REF.match(ref)
+    if found is None:
+        raise UnknownCase(f"{ref!r} is not a case reference (TS-<number>)")
+    return int(found.group(1))
+
+
+def get_case(session: Session, ref: str) -> Case:
+    case = session.get(Case, parse_ref(ref))
+    if case is None:
+        raise UnknownCase(f"no case {ref.strip().upper()}")
+    return case
+
+
+def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: datetime) -> Case:
+    """A new report or question: the case, the reporter's acknowledgement, the moderators' email."""
+    reporter = ensure_person(session, inbound.from_address, now, inbound.from_name)
+    kind = CaseKind.QUESTION if is_question(inbound.subject, inbound.body_text) else CaseKind.REPORT
+    case = Case(
+        kind=kind,
+        status=CaseStatus.OPEN,
+        suggested_category=None
+        if kind is CaseKind.QUESTION
+        else guess_rule(f"{inbound.subject}\n{inbound.body_text}"),
+        reporter_id=reporter.id,
+        title=(inbound.subject or "(no subject)")[:300],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(case)
+    session.flush()
+    inbound.case_id = case.id
+    inbound.party = Party.REPORTER
+    record_event(
+        session,
+        now,
+        "case.opened",
+        actor=reporter.email,
+        case_id=case.id,
+        person_id=reporter.id,
+        case_kind=kind.value,
+        message=inbound.id,
+        suggested_category=case.suggested_category,
+    )
+    desk.notices.queue(
+        session,
+        Notice(
+            template="reporter/acknowledgement",
+            recipient=reporter.email,
+            party=Party.REPORTER,
+            case_id=case.id,
+            context={"ref": case.ref, "kind": kind.value, "name": reporter.name},
+            in_reply_to=inbound.message_id,
+            references=(inbound.message_id,) if inbound.message_id else (),
+            auto_submitted=AutoSubmitted.AUTO_REPLIED,
+        ),
+        now,
+    )
+    context = moderator_context(session, case, inbound, desk)
+    for moderator in desk.moderators.addresses:
+        desk.notices.queue(
+            session,
+            Notice(
+                template="moderator/new-case",
+                recipient=moderator,
+                party=Party.MODERATOR,
+                case_id=case.id,
+                context=context,
+            ),
+            now,
+        )
+    return case
+
+
+def add_follow_up(
+    desk: Desk,
+    session: Session,
+    case: Case,
+    inbound: InboundMessage,
+    party: Party,
+    now: datetime,
+) -> None:
+    """A participant wrote again: keep it on the case and tell the moderators, party by party."""
+    inbound.case_id = case.id
+    inbound.party = party
+    case.updated_at = now
+    person = ensure_person(session, inbound.from_address, now, inbound.from_name)
+    record_event(
+        session,
+        now,
+        f"message.{party.value}",
+        actor=person.email,
+        case_id=case.id,
+        person_id=person.id,
+        message=inbound.id,
+    )
+    if party is Party.MODERATOR:
+        return
+    context = {
+        "ref": case.ref,
+        "party": party.value,
+        "sender": inbound.from_address,
+        "sender_name": inbound.from_name,
+        "date": inbound.date or inbound.received_at,
+        "text": inbound.body_text,
+        "attachments": [(a.filename, a.content_type, a.size) for a in inbound.attachments],
+        "case": case_summary(session, case),
+    }
+    for moderator in desk.moderators.addresses:
+        desk.notices.queue(
+            session,
+            Notice(
+                template="moderator/follow-up",
+                recipient=moderator,
+                party=Party.MODERATOR,
+                case_id=case.id,
+                context=context,
+            ),
+            now,
+        )
+
+
+def case_summary(session: Session, case: Case) -> dict[str, object]:
+    """The plain facts of a case, for templates and the CLI."""
+    return {
+        "ref": case.ref,
+        "kind": case.kind.value,
+        "status": case.status.value,
+        "category": case.category,
+        "suggested_category": case.suggested_category,
+        "reporter": case.reporter.email if case.reporter else None,
+        "subject": case.subject.email if case.subject else None,
+        "program": case.program.code if case.program else None,
+        "assignee": case.assignee,
+        "title": case.title,
+        "created_at": case.created_at,
+    }
+
+
+def history_of(session: Session, person: Person) -> dict[str, int]:
+    """How often this person has come to the desk, as reporter and as subject."""
+    as_reporter = session.scalar(
+        select(func.count()).select_from(Case).where(Case.reporter_id == person.id)
+    )
+    as_subject = session.scalar(
+        select(func.count()).select_from(Case).where(Case.subject_id == person.id)
+    )
+    return {"as_reporter": int(as_reporter or 0), "as_subject": int(as_subject or 0)}
+
+
+def moderator_context(
+    session: Session, case: Case, inbound: InboundMessage, desk: Desk
+) -> dict[str, object]:
+    """Everything a moderator needs to decide, in one email."""
+    reporter = case.reporter
+    mentioned = sorted(
+        {
+            address.lower()
+            for address in _ADDRESS.findall(inbound.body_text)
+            if address.lower() not in {inbound.from_address, desk.desk.address.lower()}
+        }
+    )[:10]
+    return {
+        "ref": case.ref,
+        "case": case_summary(session, case),
+        "sender": inbound.from_address,
+        "sender_name": inbound.from_name,
+        "subject_line": inbound.subject,
+        "date": inbound.date or inbound.received_at,
+        "text": inbound.body_text,
+        "truncated": inbound.truncated,
+        "attachments": [(a.filename, a.content_type, a.size) for a in inbound.attachments],
+        "reporter_history": history_of(session, reporter) if reporter else {},
+        "mentioned": mentioned,
+        "rules": [(rule.code, rule.title) for rule in RULES],
+    }

@@ -1,0 +1,341 @@
+"""The database tables of the desk, as SQLAlchemy 2 typed models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores UTC without a zone (SQLite has none) and hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def enum_column(kind: type[StrEnum]) -> SqlEnum:
+    """A portable enum column stored as its string value (no native database enum)."""
+    return SqlEnum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSON,
+    }
+
+
+# --- statuses -----------------------------------------------------------------------------------
+
+
+class CaseKind(StrEnum):
+    REPORT = "report"
+    QUESTION = "question"
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    MERGED = "merged"
+
+
+class Detection(StrEnum):
+    """How a violation came to the desk's attention; notices say this, never who reported."""
+
+    COMMUNITY_REPORT = "community-report"
+    PROACTIVE = "proactive-monitoring"
+
+
+class Party(StrEnum):
+    """Which side of a case a message belongs to; threads never cross parties."""
+
+    REPORTER = "reporter"
+    SUBJECT = "subject"
+    MODERATOR = "moderator"
+    MEMBER = "member"
+
+
+class Disposition(StrEnum):
+    """What the pipeline did with an inbound message."""
+
+    NEW_CASE = "new-case"
+    FOLLOW_UP = "follow-up"
+    COMMAND = "command"
+    AUTOMATED = "automated"
+    LOOP = "loop"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    HELD = "held"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    DEAD = "dead"
+    HELD = "held"
+
+
+class QuarantineStatus(StrEnum):
+    HELD = "held"
+    REPLAYED = "replayed"
+
+
+class ProgramRole(StrEnum):
+    MENTOR = "mentor"
+    SUPPORT = "support"
+
+
+# --- people and programs ------------------------------------------------------------------------
+
+
+class Person(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+
+    memberships: Mapped[list[ProgramMember]] = relationship(back_populates="person")
+
+
+class Program(Base):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+
+    members: Mapped[list[ProgramMember]] = relationship(
+        back_populates="program", cascade="all, delete-orphan"
+    )
+
+
+class ProgramMember(Base):
+    __tablename__ = "program_members"
+    __table_args__ = (UniqueConstraint("program_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    role: Mapped[ProgramRole] = mapped_column(enum_column(ProgramRole))
+
+    program: Mapped[Program] = relationship(back_populates="members")
+    person: Mapped[Person] = relationship(back_populates="memberships")
+
+
+# --- cases --------------------------------------------------------------------------------------
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[CaseKind] = mapped_column(enum_column(CaseKind))
+    status: Mapped[CaseStatus] = mapped_column(enum_column(CaseStatus), default=CaseStatus.OPEN)
+    category: Mapped[str | None] = mapped_column(String(32))
+    suggested_category: Mapped[str | None] = mapped_column(String(32))
+    severity: Mapped[str | None] = mapped_column(String(32))
+    detection: Mapped[Detection] = mapped_column(
+        enum_column(Detection), default=Detection.COMMUNITY_REPORT
+    )
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"))
+    assignee: Mapped[str | None] = mapped_column(String(320))
+    title: Mapped[str] = mapped_column(String(300), default="")
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_moderator_activity_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    reporter: Mapped[Person | None] = relationship(foreign_keys=[reporter_id])
+    subject: Mapped[Person | None] = relationship(foreign_keys=[subject_id])
+    program: Mapped[Program | None] = relationship()
+
+    @property
+    def ref(self) -> str:
+        return f"TS-{self.id}"
+
+
+# --- mail in ------------------------------------------------------------------------------------
+
+
+class InboundMessage(Base):
+    """Every message the desk received, with its exact bytes as evidence."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_inbound_mailbox_uid"),
+        Index("ix_inbound_message_id", "message_id"),
+        Index("ix_inbound_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime]
+    mailbox: Mapped[str | None] = mapped_column(String(500))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    truncated: Mapped[bool] = mapped_column(default=False)
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str] = mapped_column(String(300), default="")
+    to_addresses: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[datetime | None]
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    defects: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    disposition: Mapped[Disposition] = mapped_column(enum_column(Disposition))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    party: Mapped[Party | None] = mapped_column(enum_column(Party))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", cascade="all, delete-orphan"
+    )
+
+
+class Attachment(Base):
+    """An attachment's description; its bytes stay inside the raw message."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(500), default="")
+    content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    message: Mapped[InboundMessage] = relationship(back_populates="attachments")
+
+
+class MailboxCursor(Base):
+    """How far a mailbox has been read: UIDVALIDITY and the highest UID handled."""
+
+    __tablename__ = "mailbox_cursors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(500), unique=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]
+
+
+class QuarantineEntry(Base):
+    """A message that could not be processed, kept whole with the reason, for replay."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(500), default="")
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[QuarantineStatus] = mapped_column(
+        enum_column(QuarantineStatus), default=QuarantineStatus.HELD
+    )
+    replayed_at: Mapped[datetime | None]
+
+
+# --- mail out -----------------------------------------------------------------------------------
+
+
+class OutboxMessage(Base):
+    """An email the desk sends, written in the same transaction as the change it reports."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime]
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    party: Mapped[Party | None] = mapped_column(enum_column(Party))
+    template: Mapped[str] = mapped_column(String(100))
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    subject: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[OutboxStatus] = mapped_column(
+        enum_column(OutboxStatus), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- the audit log ------------------------------------------------------------------------------
+
+
+class AuditEvent(Base):
+    """One entry of the append-only record of who did what, and when."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AuditLogIsAppendOnly(Exception):
+    """An attempt to change or delete an audit event."""
+
+
+@event.listens_for(AuditEvent, "before_update")
+def _refuse_audit_update(*_: object) -> None:
+    raise AuditLogIsAppendOnly("audit events are never changed")
+
+
+@event.listens_for(AuditEvent, "before_delete")
+def _refuse_audit_delete(*_: object) -> None:
+    raise AuditLogIsAppendOnly("audit events are never deleted")

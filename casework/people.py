@@ -1,0 +1,30 @@
+"""People the desk knows, found or created by email address."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from casework.models import Person
+
+
+def normalise_address(address: str) -> str:
+    return address.strip().lower()
+
+
+def find_person(session: Session, email: str) -> Person | None:
+    return session.scalars(select(Person).where(Person.email == normalise_address(email))).first()
+
+
+def ensure_person(session: Session, email: str, now: datetime, name: str = "") -> Person:
+    """The person with this address, created on first sight; a known name is kept."""
+    person = find_person(session, email)
+    if person is None:
+        person = Person(email=normalise_address(email), name=name.strip()[:200], created_at=now)
+        session.add(person)
+        session.flush()
+    elif name and not person.name:
+        person.name = name.strip()[:200]
+    return person

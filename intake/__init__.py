@@ -1,0 +1,1 @@
+"""Mail in: mailbox sources, parsing, classification and the per-message pipeline."""

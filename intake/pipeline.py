@@ -1,0 +1,288 @@
+"""One inbound message, one transaction: dedupe, classify, hand to casework, or quarantine."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from casework.audit import record_event
+from casework.cases import add_follow_up, open_case
+from casework.db import transaction
+from casework.desk import Desk
+from casework.models import (
+    Attachment,
+    Case,
+    Disposition,
+    InboundMessage,
+    QuarantineEntry,
+)
+from casework.routing import route_reply
+from intake.classify import ClassifyContext, Verdict, classify
+from intake.parse import ParsedMessage, parse_message, read_message_id, sha256_of
+
+log = logging.getLogger(__name__)
+
+
+class TemporaryFailure(Exception):
+    """The message could not be handled now (database unavailable); try it again later."""
+
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a message came from: a mailbox UID (IMAP, Maildir key) or a file/stdin label."""
+
+    label: str = ""
+    mailbox: str | None = None
+    uidvalidity: int | None = None
+    uid: int | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    inbound_id: int | None = None
+    case_id: int | None = None
+    disposition: Disposition | None = None
+    reason: str = ""
+
+
+class Pipeline:
+    """The path of every inbound message, whatever mailbox it came from."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], desk: Desk, *, max_message_bytes: int
+    ) -> None:
+        self._sessions = sessions
+        self._desk = desk
+        self._max_bytes = max_message_bytes
+        self._classify_context = ClassifyContext(
+            desk_address=desk.desk.address.lower(), desk_domain=desk.desk.domain
+        )
+
+    def process(self, raw: bytes, source: SourceRef, now: datetime) -> Result:
+        """Handle one message; never raises for bad mail, raises TemporaryFailure for outages."""
+        sha256 = sha256_of(raw)
+        try:
+            parsed = parse_message(raw, max_bytes=self._max_bytes)
+        except Exception as error:  # the parser met something it cannot read at all
+            return self._quarantine(raw, sha256, source, now, "unparseable message", error)
+        try:
+            with transaction(self._sessions) as session:
+                return self._handle(session, parsed, source, now)
+        except (OperationalError, DBAPIError) as error:
+            if _is_outage(error):
+                raise TemporaryFailure(f"database unavailable: {error.orig}") from error
+            return self._quarantine(raw, sha256, source, now, "database refused the message", error)
+        except Exception as error:
+            return self._quarantine(raw, sha256, source, now, "processing failed", error)
+
+    def _handle(
+        self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
+    ) -> Result:
+        earlier = find_seen(session, parsed.message_id, parsed.sha256, source)
+        if earlier is not None:
+            if source.uid is not None and (earlier.mailbox, earlier.uidvalidity, earlier.uid) != (
+                source.mailbox,
+                source.uidvalidity,
+                source.uid,
+            ):
+                # Record this mailbox UID too, so a rescan knows it was handled (bytes kept once).
+                session.add(
+                    self._row(
+                        parsed,
+                        source,
+                        now,
+                        Disposition.DUPLICATE,
+                        f"duplicate of inbound #{earlier.id}",
+                        keep_raw=False,
+                    )
+                )
+            return Result(
+                Outcome.DUPLICATE,
+                earlier.id,
+                earlier.case_id,
+                earlier.disposition,
+                f"seen before as inbound #{earlier.id}",
+            )
+        verdict = classify(parsed, self._classify_context)
+        if verdict.automated:
+            disposition = (
+                Disposition.LOOP if verdict.verdict is Verdict.LOOP else Disposition.AUTOMATED
+            )
+            row = self._row(parsed, source, now, disposition, f"{verdict.verdict}: {verdict.rule}")
+            session.add(row)
+            session.flush()
+            record_event(
+                session,
+                now,
+                "message.automated",
+                message=row.id,
+                verdict=verdict.verdict.value,
+                rule=verdict.rule,
+            )
+            return Result(Outcome.PROCESSED, row.id, None, disposition, row.reason)
+        if not parsed.from_address:
+            row = self._row(parsed, source, now, Disposition.REJECTED, "no sender address")
+            session.add(row)
+            session.flush()
+            return Result(Outcome.PROCESSED, row.id, None, Disposition.REJECTED, row.reason)
+        route = route_reply(
+            session,
+            secret=self._desk.desk.token_secret,
+            desk_address=self._desk.desk.address,
+            sender=parsed.from_address,
+            token_addresses=[
+                *parsed.to_addresses,
+                *parsed.cc_addresses,
+                *parsed.header_values("Delivered-To"),
+                *parsed.header_values("X-Original-To"),
+            ],
+            thread_ids=[i for i in (parsed.in_reply_to, *parsed.references) if i],
+            subject=parsed.subject,
+        )
+        case = session.get(Case, route.case_id) if route is not None else None
+        if route is not None and case is not None:
+            row = self._row(
+                parsed, source, now, Disposition.FOLLOW_UP, f"reply by {route.matched_by}"
+            )
+            session.add(row)
+            session.flush()
+            add_follow_up(self._desk, session, case, row, route.party, now)
+            return Result(Outcome.PROCESSED, row.id, case.id, row.disposition, row.reason)
+        row = self._row(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
+        session.add(row)
+        session.flush()
+        case = open_case(self._desk, session, row, now)
+        return Result(Outcome.PROCESSED, row.id, case.id, Disposition.NEW_CASE, row.reason)
+
+    def _row(
+        self,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        disposition: Disposition,
+        reason: str,
+        *,
+        keep_raw: bool = True,
+    ) -> InboundMessage:
+        raw = parsed.raw[: self._max_bytes] if keep_raw else b""
+        row = InboundMessage(
+            received_at=now,
+            mailbox=source.mailbox,
+            uidvalidity=source.uidvalidity,
+            uid=source.uid,
+            message_id=parsed.message_id,
+            sha256=parsed.sha256,
+            size=len(parsed.raw),
+            raw=raw,
+            truncated=parsed.truncated,
+            from_address=parsed.from_address,
+            from_name=parsed.from_name,
+            to_addresses=", ".join(parsed.to_addresses)[:10000],
+            subject=parsed.subject,
+            date=parsed.date,
+            in_reply_to=parsed.in_reply_to,
+            body_text=parsed.text,
+            defects={"defects": list(parsed.defects)} if parsed.defects else {},
+            disposition=disposition,
+            reason=reason[:200],
+        )
+        row.attachments = [
+            Attachment(
+                filename=a.filename, content_type=a.content_type, size=a.size, sha256=a.sha256
+            )
+            for a in parsed.attachments
+        ]
+        return row
+
+    def _quarantine(
+        self,
+        raw: bytes,
+        sha256: str,
+        source: SourceRef,
+        now: datetime,
+        reason: str,
+        error: BaseException,
+    ) -> Result:
+        log.warning("quarantined %s: %s: %s", source.label or source.uid, reason, error)
+        detail = "".join(traceback.format_exception(error))[-20000:]
+        try:
+            with transaction(self._sessions) as session:
+                entry = QuarantineEntry(
+                    received_at=now,
+                    source=_describe_source(source),
+                    sha256=sha256,
+                    raw=raw,
+                    reason=f"{reason}: {type(error).__name__}: {error}"[:2000],
+                    error=detail,
+                )
+                session.add(entry)
+                session.flush()
+                record_event(
+                    session, now, "message.quarantined", quarantine=entry.id, reason=entry.reason
+                )
+                return Result(Outcome.QUARANTINED, None, None, None, entry.reason)
+        except (OperationalError, DBAPIError) as failure:
+            raise TemporaryFailure(f"cannot quarantine: {failure}") from failure
+
+
+def find_seen(
+    session: Session, message_id: str | None, sha256: str, source: SourceRef
+) -> InboundMessage | None:
+    """The earlier record of this message: same mailbox UID, same Message-ID, or same bytes."""
+    if source.uid is not None:
+        same_uid = session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.mailbox == source.mailbox)
+            .where(InboundMessage.uidvalidity == source.uidvalidity)
+            .where(InboundMessage.uid == source.uid)
+        ).first()
+        if same_uid is not None:
+            return same_uid
+    query = select(InboundMessage).where(InboundMessage.disposition != Disposition.DUPLICATE)
+    if message_id:
+        query = query.where(InboundMessage.message_id == message_id)
+    else:
+        query = query.where(InboundMessage.sha256 == sha256)
+    return session.scalars(query.order_by(InboundMessage.id).limit(1)).first()
+
+
+def _describe_source(source: SourceRef) -> str:
+    if source.uid is not None:
+        return f"{source.mailbox} uidvalidity={source.uidvalidity} uid={source.uid}"
+    return source.label or "unknown"
+
+
+def _is_outage(error: DBAPIError) -> bool:
+    """Connection loss and lock timeouts are outages; constraint violations are not."""
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig).lower()
+    return any(
+        word in text
+        for word in (
+            "database is locked",
+            "could not connect",
+            "connection",
+            "server closed",
+            "terminating",
+            "timeout",
+            "disk i/o",
+        )
+    )
+
+
+__all__ = ["Outcome", "Pipeline", "Result", "SourceRef", "TemporaryFailure", "read_message_id"]

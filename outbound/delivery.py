@@ -1,0 +1,198 @@
+"""Delivering the outbox by SMTP or into a Maildir, with retries, backoff and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mailbox
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from casework.audit import record_event
+from casework.db import transaction
+from casework.models import OutboxMessage, OutboxStatus
+
+log = logging.getLogger(__name__)
+
+
+class SendError(Exception):
+    """Delivery did not happen; `permanent` says whether trying again can help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Transport(Protocol):
+    def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SmtpTransport:
+    """aiosmtplib over SSL, STARTTLS, or plaintext (loopback only; checked by the config)."""
+
+    host: str
+    port: int
+    tls: str
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+
+    def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
+        try:
+            asyncio.run(self._send(sender, recipient, raw))
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [r.code for r in error.recipients]
+            raise SendError(str(error), permanent=all(c >= 500 for c in codes)) from error
+        except aiosmtplib.SMTPResponseException as error:
+            raise SendError(f"{error.code} {error.message}", permanent=error.code >= 500) from error
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            raise SendError(f"{type(error).__name__}: {error}", permanent=False) from error
+
+    async def _send(self, sender: str, recipient: str, raw: bytes) -> None:
+        await aiosmtplib.send(
+            raw,
+            sender=sender,
+            recipients=[recipient],
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.tls == "ssl",
+            start_tls=self.tls == "starttls",
+            username=self.username or None,
+            password=self.password or None,
+            timeout=self.timeout,
+        )
+
+
+@dataclass(frozen=True)
+class MaildirTransport:
+    """Writes each message into a Maildir instead of sending it (demos, dry runs, tests)."""
+
+    path: Path
+
+    def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
+        try:
+            box = mailbox.Maildir(self.path, create=True)
+            if any((self.path / sub / key).exists() for sub in ("new", "cur")):
+                return  # already written by an attempt whose bookkeeping did not commit
+            tmp = self.path / "tmp" / key
+            tmp.write_bytes(b"Delivered-To: " + recipient.encode() + b"\r\n" + raw)
+            tmp.rename(self.path / "new" / key)
+            del box
+        except OSError as error:
+            raise SendError(f"cannot write to {self.path}: {error}", permanent=False) from error
+
+
+class DeliveryResult(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    first_delay: timedelta
+    max_delay: timedelta
+
+    def delay_after(self, attempts: int) -> timedelta:
+        """Exponential backoff: first_delay, doubled each attempt, capped at max_delay."""
+        delay: timedelta = self.first_delay * (2 ** max(attempts - 1, 0))
+        return min(delay, self.max_delay)
+
+
+@dataclass(frozen=True)
+class Deliverer:
+    """Claims due outbox rows, sends them one by one, and records each outcome."""
+
+    sessions: sessionmaker[Session]
+    transport: Transport
+    sender: str
+    retry: RetryPolicy
+    batch_size: int = 100
+    lease: timedelta = timedelta(minutes=10)
+
+    def flush(self, now: datetime) -> dict[DeliveryResult, int]:
+        """Deliver everything due at `now`; returns how many were sent, deferred, dead."""
+        counts = dict.fromkeys(DeliveryResult, 0)
+        while True:
+            claimed = self._claim(now)
+            if not claimed:
+                return counts
+            for row_id, recipient, raw, key in claimed:
+                counts[self._deliver(row_id, recipient, raw, key, now)] += 1
+
+    def _claim(self, now: datetime) -> list[tuple[int, str, bytes, str]]:
+        # A row stuck in SENDING past its lease belonged to a worker that died mid-send:
+        # sending it again may duplicate it, losing it would be worse.
+        with transaction(self.sessions) as session:
+            rows = session.scalars(
+                select(OutboxMessage)
+                .where(
+                    or_(
+                        (OutboxMessage.status == OutboxStatus.PENDING)
+                        & (OutboxMessage.next_attempt_at <= now),
+                        (OutboxMessage.status == OutboxStatus.SENDING)
+                        & (OutboxMessage.claimed_at <= now - self.lease),
+                    )
+                )
+                .order_by(OutboxMessage.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in rows:
+                row.status = OutboxStatus.SENDING
+                row.claimed_at = now
+                row.attempts += 1
+            return [(r.id, r.recipient, r.raw, _maildir_key(r)) for r in rows]
+
+    def _deliver(
+        self, row_id: int, recipient: str, raw: bytes, key: str, now: datetime
+    ) -> DeliveryResult:
+        try:
+            self.transport.send(self.sender, recipient, raw, key)
+        except SendError as error:
+            return self._failed(row_id, str(error), error.permanent, now)
+        with transaction(self.sessions) as session:
+            row = session.get_one(OutboxMessage, row_id)
+            row.status = OutboxStatus.SENT
+            row.sent_at = now
+            row.last_error = ""
+        log.info("sent outbox #%s to %s", row_id, recipient)
+        return DeliveryResult.SENT
+
+    def _failed(self, row_id: int, error: str, permanent: bool, now: datetime) -> DeliveryResult:
+        with transaction(self.sessions) as session:
+            row = session.get_one(OutboxMessage, row_id)
+            row.last_error = error[:2000]
+            row.claimed_at = None
+            if permanent or row.attempts >= self.retry.max_attempts:
+                row.status = OutboxStatus.DEAD
+                record_event(
+                    session,
+                    now,
+                    "delivery.dead",
+                    case_id=row.case_id,
+                    outbox=row.id,
+                    recipient=row.recipient,
+                    attempts=row.attempts,
+                    error=row.last_error,
+                    permanent=permanent,
+                )
+                log.warning("outbox #%s to %s is dead: %s", row_id, row.recipient, error)
+                return DeliveryResult.DEAD
+            row.status = OutboxStatus.PENDING
+            row.next_attempt_at = now + self.retry.delay_after(row.attempts)
+            log.info("outbox #%s to %s deferred: %s", row_id, row.recipient, error)
+            return DeliveryResult.RETRY
+
+
+def _maildir_key(row: OutboxMessage) -> str:
+    return f"safetydesk-outbox-{row.id}.{row.message_id.strip('<>').split('@')[0]}"

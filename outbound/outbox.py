@@ -1,0 +1,86 @@
+"""The transactional outbox: a notice becomes an RFC 5322 message row in the same transaction."""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import uuid
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+from sqlalchemy.orm import Session
+
+from casework.models import OutboxMessage, OutboxStatus
+from casework.notices import AutoSubmitted, Notice
+from casework.settings import DeskSettings
+from casework.tokens import ReplyToken, reply_address
+from outbound.render import Renderer
+
+LOOP_HEADER = "X-SafetyDesk-Loop"
+
+
+class Outbox:
+    """The NoticeSink that renders notices and stores them for the delivery job."""
+
+    def __init__(self, desk: DeskSettings, renderer: Renderer) -> None:
+        self._desk = desk
+        self._renderer = renderer
+
+    def queue(self, session: Session, notice: Notice, now: datetime) -> OutboxMessage:
+        message_id = make_message_id(self._desk.domain)
+        message = self.compose(notice, message_id, now)
+        row = OutboxMessage(
+            created_at=now,
+            case_id=notice.case_id,
+            party=notice.party,
+            template=notice.template,
+            message_id=message_id,
+            recipient=notice.recipient.lower(),
+            subject=str(message["Subject"]),
+            raw=message.as_bytes(policy=email.policy.SMTP),
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        session.add(row)
+        return row
+
+    def compose(self, notice: Notice, message_id: str, now: datetime) -> EmailMessage:
+        """The message for `notice`; header values are set only through the email package."""
+        context = {"desk": self._desk, "now": now, **notice.context}
+        rendered = self._renderer.render(notice.template, context)
+        subject = rendered.subject
+        if notice.case_id is not None and f"[TS-{notice.case_id}]" not in subject:
+            subject = f"[TS-{notice.case_id}] {subject}"
+        message = EmailMessage(policy=email.policy.SMTP)
+        message["From"] = Address(display_name=self._desk.name, addr_spec=self._desk.address)
+        message["To"] = Address(addr_spec=notice.recipient)
+        if notice.case_id is not None and self._desk.token_secret:
+            token = ReplyToken(notice.case_id, notice.party, notice.recipient)
+            message["Reply-To"] = Address(
+                display_name=self._desk.name,
+                addr_spec=reply_address(self._desk.address, self._desk.token_secret, token),
+            )
+        message["Subject"] = subject
+        message["Date"] = email.utils.format_datetime(now)
+        message["Message-ID"] = message_id
+        if notice.in_reply_to:
+            message["In-Reply-To"] = notice.in_reply_to
+        if notice.references:
+            message["References"] = " ".join(notice.references)
+        # RFC 3834 §5: mark our automatic mail so well-behaved responders stay quiet.
+        if notice.auto_submitted is not AutoSubmitted.NO:
+            message["Auto-Submitted"] = notice.auto_submitted.value
+        message["X-Auto-Response-Suppress"] = "All"
+        message[LOOP_HEADER] = self._desk.address
+        if notice.case_id is not None:
+            message["X-SafetyDesk-Case"] = f"TS-{notice.case_id}"
+        message.set_content(rendered.text)
+        if rendered.html is not None:
+            message.add_alternative(rendered.html, subtype="html")
+        return message
+
+
+def make_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain}>"

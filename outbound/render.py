@@ -1,0 +1,73 @@
+"""Rendering a notice's subject, text and optional HTML part from the Jinja2 templates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str | None
+
+
+class Renderer:
+    """Renders `NAME.subject.j2`, `NAME.txt.j2` and, when present, `NAME.html.j2`."""
+
+    def __init__(self, folder: Path = DEFAULT_TEMPLATES) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(str(folder)),
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self._env.filters["when"] = _format_when
+        self._env.filters["size"] = _format_size
+
+    def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
+        subject = self._env.get_template(f"{name}.subject.j2").render(context)
+        text = self._env.get_template(f"{name}.txt.j2").render(context)
+        try:
+            html = self._env.get_template(f"{name}.html.j2").render(context)
+        except TemplateNotFound:
+            html = None
+        return RenderedEmail(subject=" ".join(subject.split()), text=text, html=html)
+
+    def has(self, name: str) -> bool:
+        try:
+            self._env.get_template(f"{name}.txt.j2")
+        except TemplateNotFound:
+            return False
+        return True
+
+
+def _format_when(value: datetime | None) -> str:
+    if value is None:
+        return "unknown"
+    return value.strftime("%d %B %Y, %H:%M UTC")
+
+
+def _format_size(value: int) -> str:
+    size = float(value)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{value} bytes"

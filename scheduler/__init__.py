@@ -1,0 +1,1 @@
+"""The long-running process: configuration, wiring, scheduled jobs, signals and the CLI."""

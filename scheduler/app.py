@@ -1,0 +1,95 @@
+"""Wiring: settings in, a ready database, pipeline, outbox and delivery out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from casework.db import is_current, make_engine, make_sessions, upgrade
+from casework.desk import Desk
+from intake.maildir import MaildirSource
+from intake.pipeline import Pipeline, Result
+from outbound.delivery import Deliverer, MaildirTransport, RetryPolicy, SmtpTransport, Transport
+from outbound.outbox import Outbox
+from outbound.render import Renderer
+from scheduler.config import IntakeSource, Settings
+from scheduler.config import Transport as TransportKind
+
+
+class NotMigrated(Exception):
+    """The database schema is behind the code; `safetydesk db upgrade` fixes it."""
+
+
+@dataclass(frozen=True)
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    desk: Desk
+    pipeline: Pipeline
+    deliverer: Deliverer
+    sweeps: tuple[Callable[[datetime], object], ...] = ()
+
+    def poll(self, now: datetime, should_stop: Callable[[], bool] = lambda: False) -> list[Result]:
+        """Process what is waiting in the configured mailbox."""
+        settings = self.settings.intake
+        if settings.source is IntakeSource.MAILDIR:
+            source = MaildirSource(settings.maildir)
+            return source.drain(lambda raw, ref: self.pipeline.process(raw, ref, now), should_stop)
+        raise NotImplementedError("IMAP intake")
+
+
+def build_transport(settings: Settings) -> Transport:
+    outbound = settings.outbound
+    if outbound.transport is TransportKind.MAILDIR:
+        return MaildirTransport(outbound.maildir)
+    smtp = outbound.smtp
+    return SmtpTransport(
+        host=smtp.host,
+        port=smtp.port,
+        tls=smtp.tls.value,
+        username=smtp.username,
+        password=smtp.password,
+        timeout=smtp.timeout.approximate().total_seconds(),
+    )
+
+
+def build_app(
+    settings: Settings, *, migrate: bool = False, transport: Transport | None = None
+) -> App:
+    """Everything the worker and the CLI need, built from the settings alone."""
+    engine = make_engine(settings.database.url)
+    if migrate:
+        upgrade(engine)
+    elif not is_current(engine):
+        raise NotMigrated(
+            f"the database at {engine.url.render_as_string(hide_password=True)} is not at the "
+            "current schema; run `safetydesk db upgrade`"
+        )
+    sessions = make_sessions(engine)
+    outbox = Outbox(settings.desk, Renderer())
+    desk = Desk(
+        desk=settings.desk,
+        moderators=settings.moderators,
+        policy=settings.policy,
+        notices=outbox,
+    )
+    pipeline = Pipeline(sessions, desk, max_message_bytes=settings.intake.max_message_bytes)
+    outbound = settings.outbound
+    deliverer = Deliverer(
+        sessions=sessions,
+        transport=transport or build_transport(settings),
+        sender=settings.desk.address,
+        retry=RetryPolicy(
+            max_attempts=outbound.max_attempts,
+            first_delay=outbound.retry_after.approximate(),
+            max_delay=outbound.retry_max.approximate(),
+        ),
+        batch_size=outbound.batch_size,
+        lease=timedelta(minutes=10),
+    )
+    return App(settings, engine, sessions, desk, pipeline, deliverer)

@@ -1,0 +1,107 @@
+"""`safetydesk check`: each external dependency tried in turn, with exactly what is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiosmtplib
+from sqlalchemy import text
+
+from casework.db import is_current, make_engine
+from scheduler.config import IntakeSource, Settings, Transport
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_database(settings: Settings) -> CheckResult:
+    engine = make_engine(settings.database.url)
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        if not is_current(engine):
+            return CheckResult(
+                "database", False, f"{url}: schema is behind; run `safetydesk db upgrade`"
+            )
+        return CheckResult("database", True, f"{url}: reachable, schema current")
+    except Exception as error:
+        return CheckResult("database", False, f"{url}: {type(error).__name__}: {error}")
+    finally:
+        engine.dispose()
+
+
+def check_maildir(name: str, path: Path) -> CheckResult:
+    try:
+        for sub in ("new", "cur", "tmp"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        if not os.access(path / "tmp", os.W_OK):
+            return CheckResult(name, False, f"{path}: not writable")
+        return CheckResult(name, True, f"{path}: Maildir ready")
+    except OSError as error:
+        return CheckResult(name, False, f"{path}: {error.strerror}")
+
+
+def check_smtp(settings: Settings) -> CheckResult:
+    smtp = settings.outbound.smtp
+    where = f"{smtp.host}:{smtp.port} ({smtp.tls.value})"
+
+    async def greet() -> str:
+        client = aiosmtplib.SMTP(
+            hostname=smtp.host,
+            port=smtp.port,
+            use_tls=smtp.tls.value == "ssl",
+            start_tls=smtp.tls.value == "starttls",
+            timeout=smtp.timeout.approximate().total_seconds(),
+        )
+        await client.connect()
+        try:
+            if smtp.username:
+                await client.login(smtp.username, smtp.password)
+            return str((client.esmtp_extensions.keys() and "ESMTP") or "SMTP")
+        finally:
+            await client.quit()
+
+    try:
+        kind = asyncio.run(greet())
+        return CheckResult(
+            "smtp",
+            True,
+            f"{where}: {kind} greeting" + (", login accepted" if smtp.username else ""),
+        )
+    except aiosmtplib.SMTPAuthenticationError as error:
+        return CheckResult("smtp", False, f"{where}: login refused: {error.code} {error.message}")
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        return CheckResult("smtp", False, f"{where}: {type(error).__name__}: {error}")
+
+
+def checks_for(settings: Settings) -> list[Callable[[], CheckResult]]:
+    checks: list[Callable[[], CheckResult]] = [lambda: check_database(settings)]
+    if settings.intake.source is IntakeSource.MAILDIR:
+        checks.append(lambda: check_maildir("intake", settings.intake.maildir))
+    if settings.outbound.transport is Transport.MAILDIR:
+        checks.append(lambda: check_maildir("outbound", settings.outbound.maildir))
+    else:
+        checks.append(lambda: check_smtp(settings))
+    return checks
+
+
+def run_checks(settings: Settings, *, as_json: bool) -> int:
+    """Print one line per check; exit 0 only when all pass."""
+    results = [CheckResult("config", True, f"{settings.source_path}: valid")]
+    results += [check() for check in checks_for(settings)]
+    if as_json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        for result in results:
+            print(f"{'ok  ' if result.ok else 'FAIL'} {result.name:10} {result.detail}")
+    return 0 if all(r.ok for r in results) else 1

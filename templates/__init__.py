@@ -1,0 +1,1 @@
+"""Jinja2 email templates, named by audience and kind."""
