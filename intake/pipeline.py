@@ -94,29 +94,7 @@ class Pipeline:
     ) -> Result:
         earlier = find_seen(session, parsed.message_id, parsed.sha256, source)
         if earlier is not None:
-            if source.uid is not None and (earlier.mailbox, earlier.uidvalidity, earlier.uid) != (
-                source.mailbox,
-                source.uidvalidity,
-                source.uid,
-            ):
-                # Record this mailbox UID too, so a rescan knows it was handled (bytes kept once).
-                session.add(
-                    self._row(
-                        parsed,
-                        source,
-                        now,
-                        Disposition.DUPLICATE,
-                        f"duplicate of inbound #{earlier.id}",
-                        keep_raw=False,
-                    )
-                )
-            return Result(
-                Outcome.DUPLICATE,
-                earlier.id,
-                earlier.case_id,
-                earlier.disposition,
-                f"seen before as inbound #{earlier.id}",
-            )
+            return self._duplicate(session, parsed, source, now, earlier)
         verdict = classify(parsed, self._classify_context)
         if verdict.automated:
             disposition = (
@@ -167,6 +145,33 @@ class Pipeline:
         session.flush()
         case = open_case(self._desk, session, row, now)
         return Result(Outcome.PROCESSED, row.id, case.id, Disposition.NEW_CASE, row.reason)
+
+    def _duplicate(
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        earlier: InboundMessage,
+    ) -> Result:
+        """Not processed again, but recorded: its mailbox UID, and its bytes if they differ."""
+        same_record = source.uid is not None and (
+            (earlier.mailbox, earlier.uidvalidity, earlier.uid)
+            == (source.mailbox, source.uidvalidity, source.uid)
+        )
+        if not same_record:
+            reason = f"duplicate of inbound #{earlier.id}"
+            keep = parsed.sha256 != earlier.sha256
+            session.add(
+                self._row(parsed, source, now, Disposition.DUPLICATE, reason, keep_raw=keep)
+            )
+        return Result(
+            Outcome.DUPLICATE,
+            earlier.id,
+            earlier.case_id,
+            earlier.disposition,
+            f"seen before as inbound #{earlier.id}",
+        )
 
     def _row(
         self,
