@@ -44,6 +44,7 @@ class SmtpTransport:
     username: str = ""
     password: str = ""
     timeout: float = 30.0
+    ca_file: str | None = None
 
     def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
         try:
@@ -68,6 +69,7 @@ class SmtpTransport:
             username=self.username or None,
             password=self.password or None,
             timeout=self.timeout,
+            cert_bundle=self.ca_file,
         )
 
 

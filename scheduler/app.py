@@ -55,6 +55,7 @@ def build_transport(settings: Settings) -> Transport:
         username=smtp.username,
         password=smtp.password,
         timeout=smtp.timeout.approximate().total_seconds(),
+        ca_file=str(smtp.ca_file) if smtp.ca_file else None,
     )
 
 

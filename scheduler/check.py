@@ -62,6 +62,7 @@ def check_smtp(settings: Settings) -> CheckResult:
             use_tls=smtp.tls.value == "ssl",
             start_tls=smtp.tls.value == "starttls",
             timeout=smtp.timeout.approximate().total_seconds(),
+            cert_bundle=str(smtp.ca_file) if smtp.ca_file else None,
         )
         await client.connect()
         try:

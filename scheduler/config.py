@@ -75,6 +75,7 @@ class SmtpSettings:
     username: str = ""
     password: str = ""
     timeout: Duration = Duration(seconds=30)
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "tls": _read_enum(Tls),
         "username": _read_str,
         "timeout": _read_duration,
+        "ca_file": _read_path,
     },
     "moderators": {
         "addresses": _read_addresses,

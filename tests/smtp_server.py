@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -44,3 +48,86 @@ def smtp_server(replies: list[str] | None = None) -> Iterator[tuple[ScriptedHand
         yield handler, port
     finally:
         controller.stop()
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@contextmanager
+def tls_smtp_server(
+    folder: Path, *, implicit: bool, login: tuple[str, str]
+) -> Iterator[tuple[ScriptedHandler, int, Path]]:
+    """An aiosmtpd server that demands TLS (implicit or STARTTLS) and AUTH LOGIN/PLAIN."""
+    cert, key = make_certificate(folder)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = ScriptedHandler()
+    port = free_port()
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        ok = (auth.login.decode(), auth.password.decode()) == login
+        return AuthResult(success=ok)
+
+    options: dict[str, Any] = {"authenticator": authenticate, "auth_required": True}
+    if implicit:
+        controller: Controller = _ImplicitTlsController(
+            handler,
+            hostname="127.0.0.1",
+            port=port,
+            ssl_context=context,
+            **options,
+            auth_require_tls=False,
+        )
+    else:
+        controller = Controller(
+            handler,
+            hostname="127.0.0.1",
+            port=port,
+            tls_context=context,
+            require_starttls=True,
+            **options,
+        )
+    controller.start()
+    try:
+        yield handler, port, cert
+    finally:
+        controller.stop()
+
+
+class _ImplicitTlsController(Controller):  # type: ignore[misc]
+    """aiosmtpd's readiness probe speaks plaintext; probe through TLS instead."""
+
+    def _trigger_server(self) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with (
+            socket.create_connection((self.hostname, self.port), 1.0) as raw,
+            context.wrap_socket(raw) as wrapped,
+        ):
+            wrapped.recv(1024)

@@ -160,3 +160,87 @@ def test_a_worker_that_died_mid_send_is_covered_after_the_lease(
             row.status, row.next_attempt_at = OutboxStatus.PENDING, clock.now()
     sqlite_app.deliverer.flush(clock.now())
     assert sorted((tmp_path / "out" / "new").iterdir()) == written
+
+
+@pytest.mark.parametrize("tls", ["starttls", "ssl"])
+def test_delivery_over_tls_with_login(
+    make_settings: SettingsFactory, sqlite_url: str, clock: FixedClock, tmp_path: Path, tls: str
+) -> None:
+    from tests.smtp_server import tls_smtp_server
+
+    (tmp_path / "smtp-password").write_text("correct horse\n")
+    with tls_smtp_server(tmp_path, implicit=tls == "ssl", login=("desk", "correct horse")) as (
+        server,
+        port,
+        cert,
+    ):
+        settings = make_settings(
+            sqlite_url,
+            outbound={
+                "transport": "smtp",
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "tls": tls,
+                    "username": "desk",
+                    "password_file": str(tmp_path / "smtp-password"),
+                    "ca_file": str(cert),
+                },
+            },
+        )
+        app = build_app(settings, migrate=True)
+        report(app, clock)
+        assert app.deliverer.flush(clock.now())[DeliveryResult.SENT] == 3
+        assert len(server.received) == 3
+        (tmp_path / "smtp-password").write_text("wrong\n")
+        wrong = make_settings(
+            sqlite_url,
+            outbound={
+                "transport": "smtp",
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "tls": tls,
+                    "username": "desk",
+                    "password_file": str(tmp_path / "smtp-password"),
+                    "ca_file": str(cert),
+                    "timeout": "PT3S",
+                },
+            },
+        )
+        refused = build_app(wrong)
+        refused.pipeline.process(
+            make_mail(sender="b@example.com"), SourceRef(label="t"), clock.now()
+        )
+        counts = refused.deliverer.flush(clock.now())
+        assert counts[DeliveryResult.SENT] == 0 and len(server.received) == 3
+        assert counts[DeliveryResult.RETRY] == 3
+        errors = [r.last_error for r in rows(refused) if r.status is OutboxStatus.PENDING]
+        assert len(errors) == 3 and all(errors)
+
+
+def test_an_untrusted_certificate_is_never_accepted(
+    make_settings: SettingsFactory, sqlite_url: str, clock: FixedClock, tmp_path: Path
+) -> None:
+    from tests.smtp_server import tls_smtp_server
+
+    (tmp_path / "pw").write_text("pw")
+    with tls_smtp_server(tmp_path, implicit=False, login=("desk", "pw")) as (server, port, _):
+        settings = make_settings(
+            sqlite_url,
+            outbound={
+                "transport": "smtp",
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "tls": "starttls",
+                    "username": "desk",
+                    "password_file": str(tmp_path / "pw"),
+                },
+            },
+        )
+        app = build_app(settings, migrate=True)
+        report(app, clock)
+        assert app.deliverer.flush(clock.now())[DeliveryResult.RETRY] == 3
+        assert server.received == []
+        assert all("certificate" in r.last_error.lower() for r in rows(app))

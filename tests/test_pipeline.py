@@ -219,3 +219,31 @@ def test_an_oversized_message_is_kept_truncated_and_still_acknowledged(
         ).first()
         assert alert is not None
         assert "larger than the size limit" in parse(alert.raw).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_report_text_is_escaped_in_html_and_html_only_mail_is_read_as_text(
+    app: App, clock: FixedClock
+) -> None:
+    hostile = make_mail(body='<script>alert("x")</script> <img src=x onerror=alert(1)> report')
+    ingest(app, hostile, clock)
+    html_only = (
+        b"From: neha.support@example.com\r\nTo: mentor4u@ecareermentor.in\r\n"
+        b"Subject: copied course\r\nMessage-ID: <h1@client.example>\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<html><body><p>This mentor <b>copied</b> my course &amp; slides.</p>"
+        b"<script>steal()</script></body></html>\r\n"
+    )
+    ingest(app, html_only, clock)
+    with app.sessions() as session:
+        alerts = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.template == "moderator/new-case")
+            .order_by(OutboxMessage.id)
+        ).all()
+        second = session.scalars(select(InboundMessage).order_by(InboundMessage.id)).all()[1]
+    html = parse(alerts[0].raw).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<img" not in html
+    assert second.body_text == "This mentor copied my course & slides."
+    text = parse(alerts[-1].raw).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "This mentor copied my course & slides." in text and "steal()" not in text
