@@ -428,6 +428,18 @@ def _notify_member(
         f"affected. These features are disabled in the program: {restriction.features}."
     )
     elements[Element.DURATION] = length_words(policy.suspension, now, restriction.until)
+    # The facts text is written to the sanctioned person; members learn the finding, not the
+    # details of an action on someone else's account.
+    elements[Element.FACTS] = (
+        f"The facts we relied on: our team found a violation of the rule below in program "
+        f"{program.code} and issued a strike ({action.ref}) on {when(action.effective_at)}. "
+        "To protect everyone's privacy we do not share the details of an action on someone "
+        "else's account."
+    )
+    elements[Element.APPEAL] = (
+        f"To give context or to ask for a review of this restriction, reply to this email by "
+        f"{when(action.appeal_until)}. A moderator will read every reply."
+    )
     elements[Element.STANDING] = describe_standing(policy, standing)
     queue_notice(
         desk,

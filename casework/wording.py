@@ -59,10 +59,15 @@ def describe_standing(policy: PolicySettings, standing: Standing) -> str:
         if counting
         else "no warnings or strikes count against you now"
     )
+    further = (
+        "If there is a further violation"
+        if counting or standing.lifetime_strikes
+        else "If there is a violation"
+    )
     return (
         f"Your standing: {now_part}. Strikes on your record in total: "
         f"{standing.lifetime_strikes} ({standing.strikes_in_history_window} in the last "
-        f"{policy.history_window.describe()}). If there is a further violation, the next step "
+        f"{policy.history_window.describe()}). {further}, the next step "
         f"is {step_words(standing.next_step, policy)}."
     )
 

@@ -156,6 +156,8 @@ def test_warning_strike_suspension_program_restrictions_and_expiry(
     assert "Scope: program PY101 only" in member.text
     assert "no warnings or strikes count against you now" in member.text
     assert KARAN not in member.text and "anil" not in member.text
+    assert "PayPal" not in member.text  # the subject's facts stay with the subject
+    assert "found a violation of the rule below in program PY101" in member.text
 
     karan_rows = restrictions_of(app, KARAN)
     assert [(r[0], r[1], r[3]) for r in karan_rows] == [
