@@ -381,7 +381,10 @@ def _emit_case(case: dict[str, Any], as_json: bool) -> int:
     if case["actions"]:
         print("\nactions:")
         for action in case["actions"]:
-            print(f"  {action}")
+            print(
+                f"  {action['action']} {action['kind']} of {action['person']}: "
+                f"{action['status']}, counts until {action['counts_until'] or '-'}"
+            )
     return EX_OK
 
 
