@@ -20,10 +20,11 @@ from casework.models import (
     Party,
     Restriction,
     RestrictionKind,
+    RestrictionScope,
     RestrictionStatus,
 )
 from casework.notices import Notice
-from casework.records import standing_of
+from casework.records import restrictions_of, standing_of
 from casework.sanctions import EnforcementError, queue_notice
 from casework.wording import describe_standing, when
 
@@ -289,6 +290,14 @@ def notify_restored(
     standing = standing_of(session, desk.policy, person.id, now)
     if standing.banned:
         return  # nothing is restored for a banned account
+    program = restriction.program.code if restriction.program else None
+    still = [
+        r
+        for r in restrictions_of(session, person.id, now, program)
+        if r.id != restriction.id and (r.scope is RestrictionScope.ACCOUNT or r.program == program)
+    ]
+    if still:
+        return  # another restriction still covers the same features; told when that one ends
     queue_notice(
         desk,
         session,

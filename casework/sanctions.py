@@ -67,6 +67,14 @@ def case_actions(session: Session, case: Case) -> list[Action]:
     )
 
 
+def lock_case_and_subject(session: Session, case: Case) -> None:
+    """Serialise sanctions on one case and one person (PostgreSQL row locks; SQLite has a single
+    writer): the next step is read and applied without another command slipping in between."""
+    session.execute(select(Case.id).where(Case.id == case.id).with_for_update())
+    if case.subject_id is not None:
+        session.execute(select(Person.id).where(Person.id == case.subject_id).with_for_update())
+
+
 def apply_sanction(
     desk: Desk,
     session: Session,
@@ -88,6 +96,7 @@ def apply_sanction(
     if subject is None:
         raise EnforcementError(f"{case.ref} has no reported person; set the subject first")
     rule = case_rule(case)
+    lock_case_and_subject(session, case)
     for earlier in case_actions(session, case):
         if earlier.status in ON_RECORD_OR_PENDING:
             raise EnforcementError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from casework.enforcement import apply_sanction
 from casework.models import Action, AuditEvent, Restriction
 from casework.settings import Step
 from casework.sweeps import EnforcementSweep
-from scheduler.app import App
+from scheduler.app import App, build_app
+from scheduler.config import Settings
 from tests.enforcement_kit import (
     ASHA,
     command,
@@ -123,3 +125,49 @@ def test_concurrent_sweeps_make_each_transition_once(app: App, clock: FixedClock
         restrictions = session.scalar(select(Restriction.id).order_by(Restriction.id.desc()))
     assert events["action.expired"] == 6
     assert events["restriction.ended"] == restrictions
+
+
+def test_features_are_restored_only_when_the_last_overlapping_suspension_ends(
+    app: App, tmp_path: Path, db_url: str
+) -> None:
+    config = write_config(tmp_path, db_url)
+    strike(app, at(2027, 1, 4))
+    # A moderator may stay below the next step (a ban): a second strike two weeks later.
+    strike(app, at(2027, 1, 18))
+    before = last_id(app)
+    run_once(config, at(2027, 2, 4))
+    assert outbox(app, before) == []  # still suspended by the second strike
+    assert enforcement(config, KARAN, at(2027, 2, 4))["restricted"] is True
+    run_once(config, at(2027, 2, 18))
+    assert [(m.recipient, m.template) for m in outbox(app, before)] == [(KARAN, "subject/restored")]
+
+
+def test_concurrent_sanctions_on_one_person_climb_the_ladder_once_each(
+    make_settings: Callable[..., Settings], postgres_url: str, clock: FixedClock
+) -> None:
+    app = build_app(make_settings(postgres_url), migrate=True)
+    try:
+        cases = [open_report(app, clock.now(), subject=KARAN) for _ in range(2)]
+        barrier = threading.Barrier(2)
+        results: list[str] = []
+
+        def run(case_id: int) -> None:
+            barrier.wait()
+            results.append(
+                command(
+                    app,
+                    case_id,
+                    lambda s, c: apply_sanction(app.desk, s, c, ASHA, None, "F.", clock.now()),
+                )
+            )
+
+        threads = [threading.Thread(target=run, args=(case_id,)) for case_id in cases]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with app.sessions() as session:
+            kinds = sorted(k.value for k in session.scalars(select(Action.kind)))
+        assert kinds == ["strike", "warning"]
+    finally:
+        app.engine.dispose()
