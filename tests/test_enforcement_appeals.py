@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -85,7 +86,10 @@ def test_overturned_appeal_lifts_the_strike_and_every_program_restriction(
     ]
     assert "the platform's own checkout" in next(m for m in sent if m.recipient == RAVI).text
     code, out, _ = cli(config, "cases", "show", f"TS-{case_id}", "--json")
-    assert code == 0 and '"status": "open"' in out
+    assert code == 0
+    shown = json.loads(out)["actions"]
+    assert [(a["action"], a["status"]) for a in shown] == [("A-1", "active")]
+    assert [appeal["status"] for appeal in shown[0]["appeals"]] == ["open"]
     # A second reply while the appeal is open is an ordinary follow-up, not a second appeal.
     assert not appeal(app, case_id, KARAN, "More context.", clock.now())
     # Somebody else on the subject's thread cannot appeal on their behalf.

@@ -141,3 +141,21 @@ def test_standing_is_a_pure_function_of_records_and_now() -> None:
     custom = PolicySettings(history_strikes=1, history_window=Duration(months=12))
     assert compute_standing(custom, [strike], at(2027, 9, 1)).next_step is Step.BAN
     assert compute_standing(custom, [strike], at(2028, 2, 2)).next_step is Step.WARNING
+
+
+@pytest.mark.parametrize(
+    ("ladder", "message"),
+    [
+        (["warning", "strike"], 'must end with "ban"'),
+        (["strike", "warning", "ban"], "order: warning, strike, ban"),
+        (["strike", "strike", "ban"], "appears twice"),
+        (["caution", "ban"], "caution"),
+    ],
+)
+def test_a_bad_ladder_is_a_config_error(
+    make_settings: SettingsFactory, sqlite_url: str, ladder: list[str], message: str
+) -> None:
+    from scheduler.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        make_settings(sqlite_url, policy={"ladder": ladder})
