@@ -217,3 +217,38 @@ def test_revoke_corrects_a_mistake_at_once(
         lambda s, c: apply_sanction(app.desk, s, c, ASHA, None, "Shared a link.", clock.now()),
     )
     assert summary.startswith("A-2: warning")
+
+
+def test_a_reply_to_the_strike_notice_reaches_the_case_and_becomes_an_appeal(
+    app: App, clock: FixedClock
+) -> None:
+    from intake.pipeline import SourceRef
+    from tests.mail import make_mail
+
+    case_id = strike_karan(app, clock)
+    notice = next(m for m in outbox(app) if m.template == "subject/strike")
+    reply_to = notice.headers["Reply-To"].split("<")[1].rstrip(">")
+    raw = make_mail(
+        sender=KARAN,
+        to=reply_to,
+        subject=f"Re: {notice.subject}",
+        body="I appeal: the link was the platform's own checkout page.",
+        in_reply_to=notice.headers["Message-ID"],
+    )
+    clock.move_to(clock.now() + timedelta(days=1))
+    result = app.pipeline.process(raw, SourceRef(label="test"), clock.now())
+    assert result.case_id == case_id and result.inbound_id is not None
+    inbound_id = result.inbound_id
+    with app.sessions() as session:
+        assert session.get_one(InboundMessage, inbound_id).party is not None
+    recorded = command(
+        app,
+        case_id,
+        lambda s, c: str(
+            record_appeal(app.desk, s, c, s.get_one(InboundMessage, inbound_id), clock.now())
+        ),
+    )
+    assert recorded == "True"
+    with app.sessions() as session:
+        appeal_row = session.scalars(select(Appeal)).one()
+        assert appeal_row.inbound_id == inbound_id and appeal_row.status is AppealStatus.OPEN
