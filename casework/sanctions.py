@@ -14,6 +14,7 @@ from casework.models import (
     ActionStatus,
     Case,
     CaseKind,
+    CaseStatus,
     OutboxMessage,
     Party,
     Person,
@@ -90,6 +91,10 @@ def apply_sanction(
     verb = f"/{'escalate' if step is None else {'warning': 'warn'}.get(step.value, step.value)}"
     if not facts:
         raise EnforcementError(f"{verb} needs the facts relied on: {verb} TEXT")
+    if case.status is CaseStatus.MERGED:
+        raise EnforcementError(
+            f"{case.ref} was merged into TS-{case.merged_into_id}; act on that case"
+        )
     if case.kind is CaseKind.QUESTION:
         raise EnforcementError(f"{case.ref} is a question, not a report; nothing to sanction")
     subject = case.subject

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from casework.clock import FixedClock
+from casework.db import transaction
 from casework.durations import Duration
 from casework.enforcement import EnforcementError, apply_sanction, reject_ban
-from casework.models import Action, ActionStatus, OutboxMessage
+from casework.models import Action, ActionStatus, Case, CaseStatus, OutboxMessage
 from casework.policy import ActionFact, compute_standing
 from casework.settings import PolicySettings, Step
 from scheduler.app import App, build_app
@@ -55,6 +56,12 @@ def test_refusals_say_why_and_change_nothing(app: App, clock: FixedClock) -> Non
     sanction(app, case_id, None, now)
     with pytest.raises(EnforcementError, match="already has A-1"):
         sanction(app, case_id, None, now)
+    merged = open_report(app, now, subject=KARAN)
+    with transaction(app.sessions) as session:
+        session.get_one(Case, merged).status = CaseStatus.MERGED
+        session.get_one(Case, merged).merged_into_id = case_id
+    with pytest.raises(EnforcementError, match=f"merged into TS-{case_id}"):
+        sanction(app, merged, None, now)
     with pytest.raises(EnforcementError, match="no ban waiting"):
         command(app, case_id, lambda s, c: reject_ban(app.desk, s, c, RAVI, "no", now))
 
