@@ -1,67 +1,28 @@
-"""Enforcement services: sanctions on the ladder, ban approval, appeals and revocation."""
+"""Enforcement services: sanctions on the ladder, ban approval, appeals and revocation.
+
+The command language calls these; each returns a one-line summary for the moderator's transcript
+and raises EnforcementError, saying why, when the command is not allowed now.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from casework.appeals import decide_appeal, parse_action_ref, record_appeal, revoke_action
+from casework.sanctions import (
+    EnforcementError,
+    apply_sanction,
+    approve_ban,
+    reject_ban,
+    send_reporter_outcome,
+)
 
-from sqlalchemy.orm import Session
-
-from casework.desk import Desk
-from casework.models import Case, InboundMessage
-from casework.settings import Step
-
-
-class EnforcementError(Exception):
-    """A sanction command that is not allowed now; the message says why, for the transcript."""
-
-
-def apply_sanction(
-    desk: Desk,
-    session: Session,
-    case: Case,
-    moderator: str,
-    step: Step | None,
-    facts: str,
-    now: datetime,
-) -> str:
-    """/warn, /strike, /ban (explicit step) or /escalate (step None); returns a summary line."""
-    raise NotImplementedError
-
-
-def approve_ban(desk: Desk, session: Session, case: Case, moderator: str, now: datetime) -> str:
-    """/approve by a second moderator: the pending ban takes effect."""
-    raise NotImplementedError
-
-
-def reject_ban(
-    desk: Desk, session: Session, case: Case, moderator: str, text: str, now: datetime
-) -> str:
-    """/reject: the pending ban does not take effect."""
-    raise NotImplementedError
-
-
-def decide_appeal(
-    desk: Desk,
-    session: Session,
-    case: Case,
-    moderator: str,
-    overturn: bool,
-    text: str,
-    now: datetime,
-) -> str:
-    """/uphold TEXT or /overturn TEXT by a moderator other than the one who issued the action."""
-    raise NotImplementedError
-
-
-def revoke_action(
-    desk: Desk, session: Session, case: Case, moderator: str, action: str, text: str, now: datetime
-) -> str:
-    """/revoke ACTION TEXT: correct a mistake; the action stops counting, restrictions lift."""
-    raise NotImplementedError
-
-
-def record_appeal(
-    desk: Desk, session: Session, case: Case, inbound: InboundMessage, now: datetime
-) -> bool:
-    """The reported person replied: True when it was recorded as an appeal of an action."""
-    raise NotImplementedError
+__all__ = [
+    "EnforcementError",
+    "apply_sanction",
+    "approve_ban",
+    "decide_appeal",
+    "parse_action_ref",
+    "record_appeal",
+    "reject_ban",
+    "revoke_action",
+    "send_reporter_outcome",
+]

@@ -24,6 +24,8 @@ from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from casework.settings import Step
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Stores UTC without a zone (SQLite has none) and hands back aware UTC datetimes."""
@@ -339,3 +341,121 @@ def _refuse_audit_update(*_: object) -> None:
 @event.listens_for(AuditEvent, "before_delete")
 def _refuse_audit_delete(*_: object) -> None:
     raise AuditLogIsAppendOnly("audit events are never deleted")
+
+
+# --- enforcement: sanctions, restrictions and appeals -------------------------------------------
+
+
+class ActionStatus(StrEnum):
+    """Where a sanction stands; only ACTIVE and EXPIRED ones are on the person's record."""
+
+    PENDING = "pending"  # a ban waiting for a second moderator
+    ACTIVE = "active"
+    EXPIRED = "expired"  # stopped counting on its date; still part of the history
+    REJECTED = "rejected"  # a pending ban that a moderator did not approve
+    OVERTURNED = "overturned"  # on appeal
+    REVOKED = "revoked"  # withdrawn as a mistake
+
+
+class RestrictionScope(StrEnum):
+    ACCOUNT = "account"
+    PROGRAM = "program"
+
+
+class RestrictionKind(StrEnum):
+    SUSPENSION = "suspension"
+    BAN = "ban"
+    PROGRAM_RESTRICTION = "program-restriction"
+
+
+class RestrictionStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"  # ran its course
+    LIFTED = "lifted"  # its action was overturned or revoked
+
+
+class AppealStatus(StrEnum):
+    OPEN = "open"
+    UPHELD = "upheld"
+    OVERTURNED = "overturned"
+    WITHDRAWN = "withdrawn"  # the action was revoked before the appeal was decided
+
+
+class Action(Base):
+    """A step of the ladder applied to one person for one case: warning, strike or ban."""
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_due", "status", "counts_until"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    kind: Mapped[Step] = mapped_column(enum_column(Step))
+    status: Mapped[ActionStatus] = mapped_column(enum_column(ActionStatus))
+    rule: Mapped[str] = mapped_column(String(32))
+    facts: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str | None] = mapped_column(String(32))
+    issued_by: Mapped[str] = mapped_column(String(320))
+    issued_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    decided_at: Mapped[datetime | None]
+    effective_at: Mapped[datetime | None]
+    counts_until: Mapped[datetime | None]
+    appeal_until: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(320))
+    end_reason: Mapped[str] = mapped_column(Text, default="")
+
+    case: Mapped[Case] = relationship()
+    person: Mapped[Person] = relationship()
+    restrictions: Mapped[list[Restriction]] = relationship(
+        back_populates="action", order_by="Restriction.id"
+    )
+    appeals: Mapped[list[Appeal]] = relationship(back_populates="action", order_by="Appeal.id")
+
+    @property
+    def ref(self) -> str:
+        return f"A-{self.id}"
+
+
+class Restriction(Base):
+    """Features taken from one person for a time: a suspension, a ban or a program restriction."""
+
+    __tablename__ = "restrictions"
+    __table_args__ = (Index("ix_restrictions_due", "status", "until"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    scope: Mapped[RestrictionScope] = mapped_column(enum_column(RestrictionScope))
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"))
+    kind: Mapped[RestrictionKind] = mapped_column(enum_column(RestrictionKind))
+    status: Mapped[RestrictionStatus] = mapped_column(enum_column(RestrictionStatus))
+    features: Mapped[str] = mapped_column(Text, default="")
+    since: Mapped[datetime]
+    until: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    action: Mapped[Action] = relationship(back_populates="restrictions")
+    person: Mapped[Person] = relationship()
+    program: Mapped[Program | None] = relationship()
+
+
+class Appeal(Base):
+    """The sanctioned person's reply contesting an action, and its decision."""
+
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    received_at: Mapped[datetime]
+    status: Mapped[AppealStatus] = mapped_column(enum_column(AppealStatus))
+    decided_by: Mapped[str | None] = mapped_column(String(320))
+    decided_at: Mapped[datetime | None]
+    reasoning: Mapped[str] = mapped_column(Text, default="")
+
+    action: Mapped[Action] = relationship(back_populates="appeals")

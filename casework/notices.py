@@ -33,6 +33,25 @@ class Notice:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     auto_submitted: AutoSubmitted = AutoSubmitted.AUTO_GENERATED
+    # Element name -> the exact sentence the rendered text must contain (sanction notices).
+    elements: Mapping[str, str] = field(default_factory=dict)
+
+
+class NoticeRefused(Exception):
+    """A notice that misses a required element; it is never queued."""
+
+
+def check_elements(notice: Notice, text: str) -> None:
+    """Refuse a notice whose facts or rendered text miss a required element (DESIGN.md)."""
+    flat = " ".join(text.split())
+    for name, sentence in notice.elements.items():
+        wanted = " ".join(sentence.split())
+        if not wanted:
+            raise NoticeRefused(f"{notice.template} to {notice.recipient}: no {name} given")
+        if wanted not in flat:
+            raise NoticeRefused(
+                f"{notice.template} to {notice.recipient}: the text does not state the {name}"
+            )
 
 
 class NoticeSink(Protocol):

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from sqlalchemy.orm import Session
 
 from casework.models import OutboxMessage, OutboxStatus
-from casework.notices import AutoSubmitted, Notice
+from casework.notices import AutoSubmitted, Notice, check_elements
 from casework.settings import DeskSettings
 from casework.tokens import ReplyToken, reply_address
 from outbound.render import Renderer
@@ -30,6 +30,7 @@ class Outbox:
     def queue(self, session: Session, notice: Notice, now: datetime) -> OutboxMessage:
         message_id = make_message_id(self._desk.domain)
         message = self.compose(notice, message_id, now)
+        check_elements(notice, plain_text(message))  # before the row exists: refused, not queued
         row = OutboxMessage(
             created_at=now,
             case_id=notice.case_id,
@@ -80,6 +81,11 @@ class Outbox:
         if rendered.html is not None:
             message.add_alternative(rendered.html, subtype="html")
         return message
+
+
+def plain_text(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    return "" if body is None else str(body.get_content())
 
 
 def make_message_id(domain: str) -> str:

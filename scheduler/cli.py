@@ -18,6 +18,8 @@ from casework.db import make_engine, upgrade
 from casework.models import OutboxMessage, OutboxStatus, QuarantineEntry, QuarantineStatus
 from intake.pipeline import Outcome, SourceRef, TemporaryFailure
 from scheduler.app import App, NotMigrated, build_app
+from scheduler.cli_enforcement import add_parsers as add_enforcement_parsers
+from scheduler.cli_enforcement import dispatch as dispatch_enforcement
 from scheduler.config import ConfigError, Settings, load_settings
 from scheduler.views import list_cases, list_outbox, list_quarantine, quarantine_row, show_case
 
@@ -100,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     q_replay.add_argument("id", type=int)
     q_replay.add_argument("--now", type=_parse_now, metavar="ISO8601")
 
+    add_enforcement_parsers(commands, _parse_now)
+
     demo = commands.add_parser("demo", help="the whole flow on SQLite and local Maildirs")
     demo.add_argument(
         "--dir",
@@ -163,6 +167,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "ingest":
         return _ingest(settings, args)
     app = build_app(settings)
+    handled = dispatch_enforcement(app, args)
+    if handled is not None:
+        return handled
     if args.command == "run":
         from scheduler.worker import run_forever, run_once
 
@@ -374,7 +381,10 @@ def _emit_case(case: dict[str, Any], as_json: bool) -> int:
     if case["actions"]:
         print("\nactions:")
         for action in case["actions"]:
-            print(f"  {action}")
+            print(
+                f"  {action['action']} {action['kind']} of {action['person']}: "
+                f"{action['status']}, counts until {action['counts_until'] or '-'}"
+            )
     return EX_OK
 
 

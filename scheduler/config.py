@@ -227,6 +227,8 @@ def _read_ladder(key: str, value: Any) -> tuple[Step, ...]:
         raise ConfigError(f'{key}: the ladder must end with "ban"')
     if len(set(steps)) != len(steps):
         raise ConfigError(f"{key}: a step appears twice")
+    if list(steps) != sorted(steps, key=list(Step).index):
+        raise ConfigError(f"{key}: the steps must keep the policy's order: warning, strike, ban")
     return steps
 
 

@@ -18,6 +18,7 @@ from casework.models import (
     OutboxStatus,
     QuarantineEntry,
 )
+from scheduler.enforcement_views import case_actions
 
 
 def iso(value: datetime | None) -> str | None:
@@ -87,7 +88,8 @@ def show_case(session: Session, ref: str) -> dict[str, Any]:
             select(AuditEvent).where(AuditEvent.case_id == case.id).order_by(AuditEvent.id)
         )
     ]
-    return {**case_row(case), "messages": messages, "events": events, "actions": []}
+    actions = case_actions(session, case)
+    return {**case_row(case), "messages": messages, "events": events, "actions": actions}
 
 
 def list_outbox(session: Session, status: str | None = None) -> list[dict[str, Any]]:
