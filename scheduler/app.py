@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from casework.db import is_current, make_engine, make_sessions, upgrade
 from casework.desk import Desk
+from casework.reminders import make_sweeps
 from intake.maildir import MaildirSource
 from intake.pipeline import Pipeline, Result
 from outbound.delivery import Deliverer, MaildirTransport, RetryPolicy, SmtpTransport, Transport
@@ -92,4 +93,6 @@ def build_app(
         batch_size=outbound.batch_size,
         lease=timedelta(minutes=10),
     )
-    return App(settings, engine, sessions, desk, pipeline, deliverer)
+    return App(
+        settings, engine, sessions, desk, pipeline, deliverer, sweeps=make_sweeps(desk, sessions)
+    )
