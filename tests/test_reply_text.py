@@ -135,7 +135,7 @@ def test_polish_signature() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", sorted(p.name for p in MULTI.glob("*_wrap*.txt")) + ["multiline_on_de.txt"]
+    "name", [*sorted(p.name for p in MULTI.glob("*_wrap*.txt")), "multiline_on_de.txt"]
 )
 def test_wrapped_attributions_in_many_languages(name: str) -> None:
     parts = split_reply(read(MULTI / name))
