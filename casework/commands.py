@@ -50,6 +50,25 @@ class Verb(StrEnum):
     REVOKE = "revoke"
 
 
+# Commands whose TEXT may run on over the following lines; after any other command, lines that
+# are not commands are reported as unprocessed.
+TEXT_VERBS = frozenset(
+    {
+        "note",
+        "reply",
+        "message",
+        "close",
+        "warn",
+        "strike",
+        "ban",
+        "escalate",
+        "reject",
+        "uphold",
+        "overturn",
+        "revoke",
+    }
+)
+
 SANCTIONS: dict[Verb, Step | None] = {
     Verb.WARN: Step.WARNING,
     Verb.STRIKE: Step.STRIKE,
@@ -117,7 +136,7 @@ class Command:
 
 @dataclass(frozen=True)
 class Block:
-    """A reply's typed part read as commands, with the lines that were not commands."""
+    """A reply's typed part read as commands, with the lines that were not part of any."""
 
     commands: tuple[Command, ...]
     unprocessed: tuple[str, ...]
@@ -145,7 +164,7 @@ def read_block(text: str) -> Block:
                 commands.append(_with_more(current, more))
             current = Command(found["verb"].lower(), line, found["rest"].strip())
             more = []
-        elif current is not None:
+        elif current is not None and current.verb in TEXT_VERBS:
             more.append(line.rstrip())
         elif line.strip():
             unprocessed.append(line.rstrip())
