@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email.policy
 from collections.abc import Iterator
 from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,6 +15,7 @@ from casework.clock import FixedClock
 from casework.models import CaseStatus, Disposition, InboundMessage, Party, Person
 from intake.pipeline import Outcome
 from scheduler.app import App, build_app
+from scheduler.worker import run_once
 from tests.conftest import SettingsFactory
 from tests.desk_helpers import (
     ASHA,
@@ -527,3 +531,39 @@ def test_enforcement_refusal_rolls_back_the_whole_block(
     assert "Nothing applied: the enforcement service refused a command." in text
     with desk.sessions() as session:
         assert session.scalars(select(Person).where(Person.email == KARAN)).first() is None
+
+
+def test_outlook_html_only_reply_through_run_once(
+    desk: App, clock: FixedClock, tmp_path: Path
+) -> None:
+    """An HTML-only reply dropped into the Maildir; `run --once` applies it and sends mail."""
+    from tests.desk_helpers import PASS, reply_to_of
+
+    case_id = open_report(desk, clock.now())
+    sent = next(iter(outbox(desk, recipient=ASHA, template="moderator/new-case")))
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["Authentication-Results"] = PASS
+    message["From"] = f"Asha <{ASHA}>"
+    message["To"] = reply_to_of(sent)
+    message["Subject"] = f"RE: {sent.subject}"
+    message["Message-ID"] = "<outlook-1@ecareermentor.in>"
+    message["In-Reply-To"] = sent.message_id
+    message.set_content(
+        "<html><body><div>/assign me</div><div>/severity medium</div>"
+        '<div id="appendonsend"></div><hr><div id="divRplyFwdMsg"><b>From:</b> Desk<br>'
+        "<b>Sent:</b> Monday<br><b>To:</b> Asha<br><b>Subject:</b> case</div>"
+        "<div>/close no-violation</div></body></html>",
+        subtype="html",
+    )
+    inbox = tmp_path / "in"
+    for sub in ("tmp", "new", "cur"):
+        (inbox / sub).mkdir(parents=True, exist_ok=True)
+    (inbox / "new" / "1.outlook").write_bytes(message.as_bytes())
+    later(clock)
+    run_once(desk, clock)
+    case = case_row(desk, case_id)
+    assert (case.assignee, case.severity, case.status) == (ASHA, "medium", CaseStatus.OPEN)
+    delivered = [p.read_bytes() for p in (tmp_path / "out" / "new").iterdir()]
+    transcripts = [raw for raw in delivered if b"Results of your commands" in raw]
+    assert len(transcripts) == 1
+    assert f"To: {ASHA}".encode() in transcripts[0]
