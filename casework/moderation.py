@@ -367,6 +367,23 @@ def _assign(ctx: Applying, item: Planned) -> str:
     before = ctx.case.assignee
     ctx.case.assignee = item.values["assignee"]
     ctx.event("case.assigned", assignee=ctx.case.assignee, before=before)
+    if ctx.case.assignee != ctx.moderator:
+        ctx.desk.notices.queue(
+            ctx.session,
+            Notice(
+                template="moderator/assigned",
+                recipient=ctx.case.assignee,
+                party=Party.MODERATOR,
+                case_id=ctx.case.id,
+                context={
+                    "ref": ctx.case.ref,
+                    "by": ctx.moderator,
+                    "case": case_summary(ctx.session, ctx.case),
+                },
+            ),
+            ctx.now,
+        )
+        return f"assigned to {ctx.case.assignee} (they were told)"
     return f"assigned to {ctx.case.assignee}"
 
 

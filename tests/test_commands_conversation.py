@@ -567,3 +567,25 @@ def test_outlook_html_only_reply_through_run_once(
     transcripts = [raw for raw in delivered if b"Results of your commands" in raw]
     assert len(transcripts) == 1
     assert f"To: {ASHA}".encode() in transcripts[0]
+
+
+def test_assigning_another_moderator_tells_them(desk: App, clock: FixedClock) -> None:
+    case_id = open_report(desk, clock.now())
+    feed(desk, moderator_reply(desk, case_id, f"/assign {RAVI}"), clock.now())
+    assert case_row(desk, case_id).assignee == RAVI
+    [told] = outbox(desk, template="moderator/assigned")
+    assert told.recipient == RAVI
+    assert f"{ASHA} assigned TS-{case_id} to you." in body_of(told)
+    # Ravi can command through the mail he was sent about it.
+    from tests.desk_helpers import PASS, reply_to_of
+
+    later(clock)
+    raw = make_mail(
+        RAVI,
+        f"Re: {told.subject}",
+        "/severity low",
+        to=reply_to_of(told),
+        in_reply_to=told.message_id,
+    )
+    feed(desk, f"Authentication-Results: {PASS}\r\n".encode() + raw, clock.now())
+    assert case_row(desk, case_id).severity == "low"

@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from casework.clock import FixedClock
 from scheduler.app import App
+from scheduler.config import ConfigError
 from scheduler.worker import run_once
+from tests.conftest import SettingsFactory
 from tests.desk_helpers import (
     ASHA,
     PRIYA,
@@ -95,3 +99,9 @@ def test_digest_once_a_day_from_the_digest_hour(app: App, tmp_path: Path) -> Non
     # `run --once` delivered them too.
     delivered = list((tmp_path / "out" / "new").iterdir())
     assert any(b"Trust & Safety digest for 2027-01-05" in p.read_bytes() for p in delivered)
+
+
+def test_digest_hour_must_be_an_hour(make_settings: SettingsFactory, sqlite_url: str) -> None:
+    with pytest.raises(ConfigError, match="digest_hour: expected an hour of the day"):
+        make_settings(sqlite_url, moderators={"digest_hour": 24})
+    assert make_settings(sqlite_url, moderators={"digest_hour": 23}).moderators.digest_hour == 23
