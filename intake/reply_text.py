@@ -30,6 +30,7 @@ _VERB_FIRST = re.compile(
     r"\b(schrieb|wrote|skrev|napisał|napsal|írta|kirjoitti|escribió|a écrit|ha scritto)\b",
     re.IGNORECASE,
 )
+_TIME_OF_DAY = re.compile(r"\b\d{1,2}[:.]\d{2}\b")
 _ATTRIBUTION_ANYWHERE = re.compile(r"\S.*(写道|寫道)\s*[:\uff1a]\s*$")
 
 # Outlook and webmail header blocks that begin the original, with or without a separator line.
@@ -61,7 +62,7 @@ _MOBILE_FOOTER = re.compile(
     r"Envoyé de mon(\s+[\w-]+){1,3}|Enviado desde mi(\s+[\w-]+){1,3}|"
     r"Inviato da(l mio)?(\s+[\w-]+){1,3}|Verstuurd vanaf mijn(\s+[\w-]+){1,3}|"
     r"Skickat från min(\s+[\w-]+){1,3}|Sendt fra min(\s+[\w-]+){1,3}|"
-    r"Wysłane z(\s+[\w-]+){1,3})\s*$",
+    r"Wysłane z(\s+[\w-]+){1,3})(\s*<[^<>\s]{1,200}>)?\s*$",
     re.IGNORECASE,
 )
 
@@ -193,8 +194,12 @@ def _is_attribution(lines: list[str], index: int) -> bool:
             return False
         if len(candidate) > 300:
             return False
-        joined = f"{joined} {candidate.strip()}"
-        if _ATTRIBUTION_END.search(candidate):
+        # A quoted-printable soft break ("w=" / "rote:") is joined back without a space.
+        if joined.endswith("="):
+            joined = joined[:-1] + candidate.strip()
+        else:
+            joined = f"{joined} {candidate.strip()}"
+        if _ATTRIBUTION_END.search(joined):
             return True
         # German, Polish, Nordic: the verb comes before the name ("Am … schrieb X <x@y>:").
         if _VERB_FIRST.search(joined) and joined.rstrip().endswith((":", "\uff1a")):
@@ -211,7 +216,23 @@ def _back_to_attribution(lines: list[str], index: int) -> int:
     for back in range(probe, max(probe - _ATTRIBUTION_WRAP, -1), -1):
         if _is_attribution(lines, back):
             return back
+    # Clients that write the attribution without a verb ("2022年1月1日(金) 9:00 名前 <a@b>:") or
+    # in a language not listed: a line ending in a colon, right above the quote, naming an
+    # address and a time of day. A command line never counts.
+    if probe >= 0 and _is_bare_attribution(lines[probe]):
+        return probe
     return start
+
+
+def _is_bare_attribution(line: str) -> bool:
+    text = line.strip()
+    return (
+        len(text) <= 300
+        and not text.startswith("/")
+        and text.endswith((":", "\uff1a"))
+        and "@" in text
+        and _TIME_OF_DAY.search(text) is not None
+    )
 
 
 def _find_signature(lines: list[str]) -> int:

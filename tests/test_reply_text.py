@@ -129,9 +129,43 @@ def test_danish_original_message_is_cut() -> None:
     assert parts.reply
 
 
-def test_polish_signature() -> None:
-    parts = split_reply(read(MULTI / "email_pl_1_1.txt"))
-    assert "Temat:" not in parts.reply
+def test_header_block_on_top_means_nothing_was_typed() -> None:
+    # A message that starts with an original's header block (a forward) has no typed part:
+    # nothing in it may be read as commands.
+    for name in ("email_pl_1_1.txt", "email_pl_1_2.txt", "email_pl_1_3.txt"):
+        parts = split_reply(read(MULTI / name))
+        assert parts.reply == ""
+        assert parts.quoted.startswith("Od: Jan Kowalski")
+
+
+def test_japanese_attribution_without_a_verb() -> None:
+    parts = split_reply(read(MULTI / "email_ja_1_2.txt"))
+    assert "それでは 11:00 にお待ちしております。" in parts.reply
+    assert parts.reply.endswith("以上、よろしくお願いいたします")
+    assert parts.quoted.startswith("2022年1月1日(金) 9:00 田中太郎")
+
+
+def test_swedish_attribution_with_weekday() -> None:
+    parts = split_reply(read(MULTI / "email_sv_anon_1.txt"))
+    assert parts.reply.startswith("Hej\n\nBerättar gärna.")
+    assert parts.quoted.startswith("ons 4 dec. 2024 kl. 20:42 skrev Person B")
+
+
+def test_quoted_printable_soft_break_in_attribution() -> None:
+    parts = split_reply(read(MULTI / "begins_with_signature.txt"))
+    assert parts.reply.endswith("Regards,\n\nChristopher Edwards")
+    assert parts.quoted.startswith("On Mon, Jun 3, 2024 at 12:53")
+
+
+def test_outlook_mobile_footer_with_link() -> None:
+    parts = split_reply(read(MULTI / "outlook.txt"))
+    assert parts.reply.endswith("My number is: +00 0000 000 000")
+    assert parts.signature.startswith("Get Outlook for iOS")
+
+
+def test_a_colon_line_above_a_quote_in_a_command_is_kept() -> None:
+    parts = split_reply("/note the reporter said at 10:30 to a@b.c:\n> pay me on WhatsApp\n")
+    assert parts.reply == "/note the reporter said at 10:30 to a@b.c:"
 
 
 @pytest.mark.parametrize(
