@@ -80,6 +80,7 @@ _HTML_SIGNATURE = re.compile(
     re.IGNORECASE,
 )
 
+_TAIL = 40  # longer than any verb of _ATTRIBUTION_END with its colon and spaces
 _ATTRIBUTION_WRAP = 4  # Gmail and Apple wrap a long "On … wrote:" over a few lines
 
 
@@ -199,10 +200,11 @@ def _is_attribution(lines: list[str], index: int) -> bool:
             joined = joined[:-1] + candidate.strip()
         else:
             joined = f"{joined} {candidate.strip()}"
-        if _ATTRIBUTION_END.search(joined):
+        # The verb ends the attribution, so only the tail of the joined lines is searched.
+        if _ATTRIBUTION_END.search(joined.rstrip()[-_TAIL:]):
             return True
         # German, Polish, Nordic: the verb comes before the name ("Am … schrieb X <x@y>:").
-        if _VERB_FIRST.search(joined) and joined.rstrip().endswith((":", "\uff1a")):
+        if joined.rstrip().endswith((":", "\uff1a")) and _VERB_FIRST.search(joined):
             return True
     return False
 
