@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -40,6 +40,7 @@ from casework.routing import MatchedBy, Route
 from casework.rules import RULES, find_rule
 
 OUTCOME_NO_VIOLATION = "no-violation"
+REPLAY_WINDOW = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def handle_commands(
     block = read_block(reply.typed)
     if not block.commands:
         return _keep_note(desk, session, case, inbound, block, reply, now)
-    earlier = _earlier_application(session, case, moderator, block)
+    earlier = _earlier_application(session, case, moderator, block, now)
     if earlier is not None:
         lines = [LineResult(c.written, "not applied", "already applied") for c in block.commands]
         _transcript(
@@ -274,21 +275,27 @@ def _line_detail(line: LineResult) -> dict[str, str]:
 
 
 def _earlier_application(
-    session: Session, case: Case, moderator: str, block: Block
+    session: Session, case: Case, moderator: str, block: Block, now: datetime
 ) -> AuditEvent | None:
-    """The last block this moderator applied on the case, when it is this very block again."""
+    """This very block, applied by this moderator on this case within the replay window.
+
+    A client that sends a message twice (or a moderator who presses "send again") gives the
+    copy a new Message-ID, so the pipeline's Message-ID dedupe cannot see it; the same commands
+    with the same words, from the same moderator on the same case, shortly after, are a copy.
+    """
     if all(command.verb == Verb.HELP for command in block.commands):
         return None
-    last = session.scalars(
+    recent = session.scalars(
         select(AuditEvent)
         .where(AuditEvent.case_id == case.id)
         .where(AuditEvent.actor == moderator)
         .where(AuditEvent.kind == "commands.applied")
+        .where(AuditEvent.at >= now - REPLAY_WINDOW)
         .order_by(AuditEvent.id.desc())
-        .limit(1)
-    ).first()
-    if last is not None and last.detail.get("fingerprint") == block.fingerprint:
-        return last
+    )
+    for event in recent:
+        if event.detail.get("fingerprint") == block.fingerprint:
+            return event
     return None
 
 

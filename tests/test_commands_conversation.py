@@ -307,9 +307,16 @@ def test_resent_copy_with_a_new_message_id_is_not_applied_again(
     transcripts = outbox(desk, template="moderator/transcript")
     assert len(transcripts) == 2
     assert "already applied" in body_of(transcripts[1])
-    # A different block is applied as usual.
+    # A different block is applied as usual; the first one is still recognised after it.
     feed(desk, moderator_reply(desk, case_id, "/reply One more thing."), clock.now())
     assert len(outbox(desk, template="reporter/reply")) == 2
+    later(clock)
+    feed(desk, moderator_reply(desk, case_id, "/reply We are on it."), clock.now())
+    assert len(outbox(desk, template="reporter/reply")) == 2
+    # Days later the same words are a new decision, not a copy.
+    clock.move_to(clock.now() + timedelta(days=2))
+    feed(desk, moderator_reply(desk, case_id, "/reply We are on it."), clock.now())
+    assert len(outbox(desk, template="reporter/reply")) == 3
 
 
 # --- who may command ---------------------------------------------------------------------------
