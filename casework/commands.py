@@ -208,23 +208,15 @@ class Problem:
     error: str
 
 
+@dataclass(frozen=True)
 class Lookups:
     """What validation may ask the database (read-only), passed in by the caller."""
 
-    def __init__(
-        self,
-        *,
-        moderator: str,
-        is_moderator: Callable[[str], bool],
-        program_exists: Callable[[str], bool],
-        merge_target_error: Callable[[int], str | None],
-        forbidden_subjects: frozenset[str],
-    ) -> None:
-        self.moderator = moderator
-        self.is_moderator = is_moderator
-        self.program_exists = program_exists
-        self.merge_target_error = merge_target_error
-        self.forbidden_subjects = forbidden_subjects
+    moderator: str
+    is_moderator: Callable[[str], bool]
+    program_exists: Callable[[str], bool]
+    merge_target_error: Callable[[int], str | None]
+    forbidden_subjects: frozenset[str]
 
 
 def validate_block(

@@ -138,36 +138,19 @@ def handle_commands(
     inbound.case_id = case.id
     inbound.party = Party.MODERATOR
     block = read_block(reply.typed)
+    answer = _Answer(desk, session, case, inbound, block, reply, now)
     if not block.commands:
-        return _keep_note(desk, session, case, inbound, block, reply, now)
+        return _keep_note(answer)
     earlier = _earlier_application(session, case, moderator, block, now)
     if earlier is not None:
-        lines = [LineResult(c.written, "not applied", "already applied") for c in block.commands]
-        _transcript(
-            desk,
-            session,
-            case,
-            inbound,
-            block,
-            reply,
-            lines,
-            now,
-            headline=(
-                f"Nothing applied: the same commands were already applied from your message "
-                f"{earlier.detail.get('message_id') or ''} of {earlier.at:%d %B %Y, %H:%M UTC}."
-            ),
-            applied=False,
-        )
-        record_event(
-            session,
-            now,
+        return answer.conclude(
             "commands.replayed",
-            actor=moderator,
-            case_id=case.id,
-            message=inbound.id,
+            [LineResult(c.written, "not applied", "already applied") for c in block.commands],
+            f"Nothing applied: the same commands were already applied from your message "
+            f"{earlier.detail.get('message_id') or ''} of {earlier.at:%d %B %Y, %H:%M UTC}.",
+            applied=False,
             earlier=earlier.id,
         )
-        return False
     draft = Draft(
         status=case.status,
         has_reporter=case.reporter_id is not None,
@@ -177,97 +160,87 @@ def handle_commands(
     )
     checked, valid = validate_block(block, draft, _lookups(desk, session, case, moderator))
     if not valid:
-        lines = [
-            LineResult(item.command.written, "error", item.error)
-            if isinstance(item, Problem)
-            else LineResult(item.command.written, "valid", "valid, but not applied")
-            for item in checked
-        ]
         errors = sum(1 for item in checked if isinstance(item, Problem))
-        record_event(
-            session,
-            now,
+        return answer.conclude(
             "commands.rejected",
-            actor=moderator,
-            case_id=case.id,
-            message=inbound.id,
-            lines=[_line_detail(line) for line in lines],
-        )
-        _transcript(
-            desk,
-            session,
-            case,
-            inbound,
-            block,
-            reply,
-            lines,
-            now,
-            headline=f"Nothing applied: {errors} error(s); fix them and send the block again.",
+            [
+                LineResult(item.command.written, "error", item.error)
+                if isinstance(item, Problem)
+                else LineResult(item.command.written, "valid", "valid, but not applied")
+                for item in checked
+            ],
+            f"Nothing applied: {errors} error(s); fix them and send the block again.",
             applied=False,
         )
-        return False
     planned = [item for item in checked if isinstance(item, Planned)]
     try:
         with session.begin_nested():
             messages = _apply_all(desk, session, case, inbound, moderator, planned, now)
     except BlockRefused as refused:
         session.expire_all()
-        lines = [
-            LineResult(item.command.written, "error", refused.message)
-            if index == refused.index
-            else LineResult(item.command.written, "not applied", "not applied")
-            for index, item in enumerate(planned)
-        ]
-        record_event(
-            session,
-            now,
+        return answer.conclude(
             "commands.rejected",
-            actor=moderator,
-            case_id=case.id,
-            message=inbound.id,
-            lines=[_line_detail(line) for line in lines],
-        )
-        _transcript(
-            desk,
-            session,
-            case,
-            inbound,
-            block,
-            reply,
-            lines,
-            now,
-            headline="Nothing applied: the enforcement service refused a command.",
+            [
+                LineResult(item.command.written, "error", refused.message)
+                if index == refused.index
+                else LineResult(item.command.written, "not applied", "not applied")
+                for index, item in enumerate(planned)
+            ],
+            "Nothing applied: the enforcement service refused a command.",
             applied=False,
         )
-        return False
-    lines = [
-        LineResult(item.command.written, "ok", message)
-        for item, message in zip(planned, messages, strict=True)
-    ]
-    record_event(
-        session,
-        now,
+    return answer.conclude(
         "commands.applied",
-        actor=moderator,
-        case_id=case.id,
-        message=inbound.id,
+        [
+            LineResult(item.command.written, "ok", message)
+            for item, message in zip(planned, messages, strict=True)
+        ],
+        f"Applied: {len(planned)} command(s).",
+        applied=True,
         message_id=inbound.message_id,
         fingerprint=block.fingerprint,
-        lines=[_line_detail(line) for line in lines],
     )
-    _transcript(
-        desk,
-        session,
-        case,
-        inbound,
-        block,
-        reply,
-        lines,
-        now,
-        headline=f"Applied: {len(lines)} command(s).",
-        applied=True,
-    )
-    return True
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """Everything needed to close a handled reply: the audit event and the transcript."""
+
+    desk: Desk
+    session: Session
+    case: Case
+    inbound: InboundMessage
+    block: Block
+    reply: ModeratorReply
+    now: datetime
+
+    def conclude(
+        self, kind: str, lines: list[LineResult], headline: str, *, applied: bool, **detail: Any
+    ) -> bool:
+        record_event(
+            self.session,
+            self.now,
+            kind,
+            actor=self.inbound.from_address.lower(),
+            case_id=self.case.id,
+            message=self.inbound.id,
+            lines=[_line_detail(line) for line in lines],
+            **detail,
+        )
+        self.inbound.reason = f"{self.inbound.reason}; {headline}"[:200]
+        _transcript(
+            self.desk,
+            self.session,
+            self.case,
+            self.inbound,
+            self.block,
+            self.reply,
+            lines,
+            self.now,
+            headline=headline,
+            applied=applied,
+        )
+        return applied
 
 
 def _line_detail(line: LineResult) -> dict[str, str]:
@@ -608,45 +581,23 @@ _APPLY: dict[Verb, Callable[[Applying, Planned], str]] = {
 # --- notes and transcripts ------------------------------------------------------------------
 
 
-def _keep_note(
-    desk: Desk,
-    session: Session,
-    case: Case,
-    inbound: InboundMessage,
-    block: Block,
-    reply: ModeratorReply,
-    now: datetime,
-) -> bool:
+def _keep_note(answer: _Answer) -> bool:
     """No command at all: the typed text is an internal note (and the transcript says so)."""
-    moderator = inbound.from_address.lower()
-    lines: list[LineResult] = []
-    if block.text:
-        record_event(
-            session,
-            now,
+    answer.case.updated_at = answer.now
+    if answer.block.text:
+        return answer.conclude(
             "case.note",
-            actor=moderator,
-            case_id=case.id,
-            message=inbound.id,
-            text=block.text,
+            [],
+            "No commands found; your text was kept as an internal note.",
+            applied=True,
+            text=answer.block.text,
         )
-        headline = "No commands found; your text was kept as an internal note."
-    else:
-        headline = "No commands and no text found above the quoted message; nothing was done."
-    case.updated_at = now
-    _transcript(
-        desk,
-        session,
-        case,
-        inbound,
-        Block((), (), block.text),
-        reply,
-        lines,
-        now,
-        headline=headline,
-        applied=bool(block.text),
+    return answer.conclude(
+        "commands.empty",
+        [],
+        "No commands and no text found above the quoted message; nothing was done.",
+        applied=False,
     )
-    return bool(block.text)
 
 
 def _open_cases_about(session: Session, person_id: int, other_than: int) -> list[str]:

@@ -13,7 +13,7 @@ def test_demo_moderator_act(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert run_demo(tmp_path / "demo") == 0
     out = capsys.readouterr().out
     assert "replies to the new-case email of TS-1 with commands" in out
-    assert "in:  command    -> case TS-1 (moderator reply by token)" in out
+    assert "in:  command    -> case TS-1 (moderator reply by token; Applied: 5 command(s).)" in out
     assert "Applied: 5 command(s)." in out
     assert "ok: reported person is karan.mentor@example.com" in out
     assert "to priya.student@example.com          [TS-1] A message about your case" in out
