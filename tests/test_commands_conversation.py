@@ -596,3 +596,19 @@ def test_assigning_another_moderator_tells_them(desk: App, clock: FixedClock) ->
     )
     feed(desk, f"Authentication-Results: {PASS}\r\n".encode() + raw, clock.now())
     assert case_row(desk, case_id).severity == "low"
+
+
+def test_a_reporter_cannot_command(desk: App, clock: FixedClock) -> None:
+    from tests.desk_helpers import PASS, reply_to_of
+
+    case_id = open_report(desk, clock.now())
+    ack = outbox(desk, recipient=PRIYA, template="reporter/acknowledgement")[0]
+    raw = make_mail(
+        PRIYA, f"Re: {ack.subject}", "/close no-violation\n/assign me", to=reply_to_of(ack)
+    )
+    result = feed(desk, f"Authentication-Results: {PASS}\r\n".encode() + raw, clock.now())
+    assert result.disposition is Disposition.FOLLOW_UP
+    case = case_row(desk, case_id)
+    assert (case.status, case.assignee) == (CaseStatus.OPEN, None)
+    assert outbox(desk, template="moderator/transcript") == []
+    assert len(outbox(desk, template="moderator/follow-up")) == 2
