@@ -12,7 +12,7 @@ from casework.models import CaseStatus
 from casework.rules import RULES, find_rule
 from casework.settings import Step
 
-_COMMAND = re.compile(r"^\s{0,3}/(?P<verb>[A-Za-z][A-Za-z-]*)(?=\s|$)(?P<rest>.*)$")
+_COMMAND = re.compile(r"^ ?/(?P<verb>[A-Za-z][A-Za-z-]*)(?=\s|$)(?P<rest>.*)$")
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _REF = re.compile(r"^TS-(\d{1,12})$", re.IGNORECASE)
 _PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

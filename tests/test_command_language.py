@@ -123,3 +123,9 @@ def test_state_follows_the_block() -> None:
 
 def test_every_verb_has_a_spec() -> None:
     assert set(SPECS) == set(Verb)
+
+
+def test_indented_cheat_sheet_lines_are_not_commands() -> None:
+    block = read_block("/assign me\n  /close no-violation\n /severity low")
+    assert [c.verb for c in block.commands] == ["assign", "severity"]
+    assert block.unprocessed == ("  /close no-violation",)
