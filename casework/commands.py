@@ -131,7 +131,10 @@ class Command:
 
     @property
     def written(self) -> str:
-        return self.line.strip()
+        """The command line as typed, and how many lines of TEXT followed it."""
+        extra = sum(1 for line in self.more if line.strip())
+        suffix = f"  [+{extra} more line(s)]" if extra else ""
+        return f"{self.line.strip()}{suffix}"
 
 
 @dataclass(frozen=True)
