@@ -31,6 +31,7 @@ from casework.models import (
     Case,
     CaseStatus,
     InboundMessage,
+    OutboxMessage,
     Party,
     Program,
 )
@@ -421,12 +422,27 @@ def _reply(ctx: Applying, item: Planned) -> str:
             case_id=ctx.case.id,
             context={"ref": ctx.case.ref, "name": reporter.name, "text": item.values["text"]},
             auto_submitted=AutoSubmitted.NO,
+            **_thread_of(ctx, reporter.email),
         ),
         ctx.now,
     )
     ctx.case.last_moderator_activity_at = ctx.now
     ctx.event("case.reply", recipient=reporter.email, text=item.values["text"])
     return f"emailed the reporter ({reporter.email})"
+
+
+def _thread_of(ctx: Applying, recipient: str) -> dict[str, Any]:
+    """In-Reply-To and References to the last mail this recipient got on the case (one thread)."""
+    last = ctx.session.scalars(
+        select(OutboxMessage.message_id)
+        .where(OutboxMessage.case_id == ctx.case.id)
+        .where(OutboxMessage.recipient == recipient)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return {}
+    return {"in_reply_to": last, "references": (last,)}
 
 
 def _message(ctx: Applying, item: Planned) -> str:
@@ -442,6 +458,7 @@ def _message(ctx: Applying, item: Planned) -> str:
             # Never the reporter, never the report: only the moderator's own words.
             context={"ref": ctx.case.ref, "name": subject.name, "text": item.values["text"]},
             auto_submitted=AutoSubmitted.NO,
+            **_thread_of(ctx, subject.email),
         ),
         ctx.now,
     )

@@ -105,6 +105,8 @@ def test_commands_are_applied_with_transcript_and_party_mail(desk: App, clock: F
     assert b"mentor4u+" + str(case_id).encode() + b"r" in replies[0].raw
     assert KARAN not in reply_text
     assert f"[TS-{case_id}]" in replies[0].subject
+    ack = outbox(desk, recipient=PRIYA, template="reporter/acknowledgement")[0]
+    assert f"In-Reply-To: {ack.message_id}".encode() in replies[0].raw  # her own thread
     assert [e.detail["lines"][0]["status"] for e in events(desk, "commands.applied")] == ["ok"]
 
 
