@@ -173,6 +173,24 @@ def history_of(session: Session, person: Person) -> dict[str, int]:
     return {"as_reporter": int(as_reporter or 0), "as_subject": int(as_subject or 0)}
 
 
+def person_history(session: Session, email: str) -> dict[str, object]:
+    """A person's history with the desk and the open cases about them, by address."""
+    person = session.scalars(select(Person).where(Person.email == email.lower())).first()
+    if person is None:
+        return {"email": email, "as_reporter": 0, "as_subject": 0, "open_cases": []}
+    open_cases = session.scalars(
+        select(Case.id)
+        .where(Case.subject_id == person.id)
+        .where(Case.status == CaseStatus.OPEN)
+        .order_by(Case.id)
+    )
+    return {
+        "email": person.email,
+        **history_of(session, person),
+        "open_cases": [f"TS-{case_id}" for case_id in open_cases],
+    }
+
+
 def moderator_context(
     session: Session, case: Case, inbound: InboundMessage, desk: Desk
 ) -> dict[str, object]:
@@ -197,5 +215,6 @@ def moderator_context(
         "attachments": [(a.filename, a.content_type, a.size) for a in inbound.attachments],
         "reporter_history": history_of(session, reporter) if reporter else {},
         "mentioned": mentioned,
+        "mentioned_history": [person_history(session, address) for address in mentioned],
         "rules": [(rule.code, rule.title) for rule in RULES],
     }

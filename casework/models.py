@@ -459,3 +459,35 @@ class Appeal(Base):
     reasoning: Mapped[str] = mapped_column(Text, default="")
 
     action: Mapped[Action] = relationship(back_populates="appeals")
+
+
+# --- moderator commands: reminders and digests ---------------------------------------------------
+
+
+class ReminderKind(StrEnum):
+    UNASSIGNED = "unassigned"
+    UNANSWERED = "unanswered"
+
+
+class CaseReminder(Base):
+    """A reminder sent about a stale case; one per case, kind and start of the wait."""
+
+    __tablename__ = "case_reminders"
+    __table_args__ = (UniqueConstraint("case_id", "kind", "waiting_since"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[ReminderKind] = mapped_column(enum_column(ReminderKind))
+    waiting_since: Mapped[datetime]
+    sent_at: Mapped[datetime]
+
+
+class DigestRun(Base):
+    """The daily digest of open cases, sent once per calendar day (UTC)."""
+
+    __tablename__ = "digest_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), unique=True)
+    sent_at: Mapped[datetime]
+    open_cases: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,15 +16,18 @@ from casework.audit import record_event
 from casework.cases import add_follow_up, open_case
 from casework.db import transaction
 from casework.desk import Desk
+from casework.enforcement import record_appeal
 from casework.models import (
     Attachment,
     Case,
     Disposition,
     InboundMessage,
+    Party,
     QuarantineEntry,
 )
 from casework.routing import route_reply
 from intake.classify import ClassifyContext, Verdict, classify
+from intake.moderator_mail import handle_moderator_mail
 from intake.parse import ParsedMessage, parse_message, read_message_id, sha256_of
 
 log = logging.getLogger(__name__)
@@ -133,12 +136,28 @@ class Pipeline:
         )
         case = session.get(Case, route.case_id) if route is not None else None
         if route is not None and case is not None:
+            if route.party is Party.MODERATOR:
+                row = self._row(
+                    parsed,
+                    source,
+                    now,
+                    Disposition.COMMAND,
+                    f"moderator reply by {route.matched_by}",
+                )
+                session.add(row)
+                session.flush()
+                handle_moderator_mail(self._desk, session, case, route, parsed, row, now)
+                return Result(Outcome.PROCESSED, row.id, case.id, row.disposition, row.reason)
             row = self._row(
                 parsed, source, now, Disposition.FOLLOW_UP, f"reply by {route.matched_by}"
             )
             session.add(row)
             session.flush()
-            add_follow_up(self._desk, session, case, row, route.party, now)
+            if route.party is Party.SUBJECT and record_appeal(self._desk, session, case, row, now):
+                # Recorded as an appeal; the moderators' appeal email replaces the follow-up one.
+                row.reason = f"appeal, reply by {route.matched_by}"
+            else:
+                add_follow_up(self._desk, session, case, row, route.party, now)
             return Result(Outcome.PROCESSED, row.id, case.id, row.disposition, row.reason)
         row = self._row(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
         session.add(row)

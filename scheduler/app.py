@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from casework.db import is_current, make_engine, make_sessions, upgrade
 from casework.desk import Desk
+from casework.reminders import make_sweeps
 from casework.sweeps import EnforcementSweep
 from intake.maildir import MaildirSource
 from intake.pipeline import Pipeline, Result
@@ -94,5 +95,8 @@ def build_app(
         batch_size=outbound.batch_size,
         lease=timedelta(minutes=10),
     )
-    sweeps = (EnforcementSweep(desk, sessions),)
+    sweeps: tuple[Callable[[datetime], object], ...] = (
+        EnforcementSweep(desk, sessions),
+        *make_sweeps(desk, sessions),
+    )
     return App(settings, engine, sessions, desk, pipeline, deliverer, sweeps=sweeps)

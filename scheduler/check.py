@@ -93,6 +93,9 @@ def checks_for(settings: Settings) -> list[Callable[[], CheckResult]]:
         checks.append(lambda: check_maildir("outbound", settings.outbound.maildir))
     else:
         checks.append(lambda: check_smtp(settings))
+    from scheduler.check_moderators import check_moderators  # imports CheckResult from here
+
+    checks.append(lambda: check_moderators(settings))
     return checks
 
 

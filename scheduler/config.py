@@ -175,6 +175,13 @@ def _read_port(key: str, value: Any) -> int:
     return number
 
 
+def _read_hour(key: str, value: Any) -> int:
+    number = _read_int(key, value)
+    if number > 23:
+        raise ConfigError(f"{key}: expected an hour of the day (0-23, UTC), got {number}")
+    return number
+
+
 def _read_bool(key: str, value: Any) -> bool:
     return bool(_expect(key, value, bool, "true or false"))
 
@@ -296,7 +303,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "trusted_authserv_ids": _read_strings,
         "unassigned_after": _read_duration,
         "unanswered_after": _read_duration,
-        "digest_hour": _read_int,
+        "digest_hour": _read_hour,
     },
     "policy": {
         "ladder": _read_ladder,

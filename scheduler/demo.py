@@ -213,3 +213,8 @@ def reply_to_of(row: OutboxMessage) -> str:
 
 def _missing(recipient: str) -> OutboxMessage:
     raise LookupError(f"no mail was sent to {recipient}")
+
+
+from scheduler.demo_commands import moderator_commands  # noqa: E402  (the act uses the helpers above)
+
+ACTS.append(moderator_commands)

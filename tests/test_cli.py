@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.cli import EX_CONFIG, EX_TEMPFAIL, main
-from tests.mail import make_mail
+from tests.mail import make_mail, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +34,7 @@ transport = "maildir"
 maildir = "out"
 [moderators]
 addresses = ["asha.moderator@ecareermentor.in"]
+trusted_authserv_ids = ["mx.ecareermentor.in"]
 [schedule]
 poll_interval = "PT1S"
 outbox_interval = "PT1S"
@@ -138,7 +139,13 @@ def test_run_once_with_a_maildir_and_check(
     assert code == 0
     assert list(new.iterdir()) == []
     assert len(list((tmp_path / "in" / "cur").iterdir())) == 1
-    assert len(list((tmp_path / "out" / "new").iterdir())) == 2
+    subjects = sorted(
+        parse(path.read_bytes())["Subject"] for path in (tmp_path / "out" / "new").iterdir()
+    )
+    # The acknowledgement, the new-case email, and (09:00 is past digest_hour) the daily digest.
+    assert len(subjects) == 3
+    assert any(s.endswith("We received your report") for s in subjects)
+    assert any("New report" in s for s in subjects)
     code, out, _ = run_cli(capsys, "--config", config, "check")
     assert code == 0 and "ok   database" in out
 

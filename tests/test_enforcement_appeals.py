@@ -23,6 +23,7 @@ from casework.models import (
     Appeal,
     AppealStatus,
     InboundMessage,
+    Party,
     Restriction,
     RestrictionStatus,
 )
@@ -236,11 +237,21 @@ def test_a_reply_to_the_strike_notice_reaches_the_case_and_becomes_an_appeal(
         in_reply_to=notice.headers["Message-ID"],
     )
     clock.move_to(clock.now() + timedelta(days=1))
+    before = last_id(app)
     result = app.pipeline.process(raw, SourceRef(label="test"), clock.now())
     assert result.case_id == case_id and result.inbound_id is not None
+    assert result.reason == "appeal, reply by token"
     inbound_id = result.inbound_id
     with app.sessions() as session:
-        assert session.get_one(InboundMessage, inbound_id).party is not None
+        assert session.get_one(InboundMessage, inbound_id).party is Party.SUBJECT
+    # The moderators get the appeal once, not a second follow-up email about the same reply.
+    told = outbox(app, before)
+    assert {m.template for m in told} == {"moderator/appeal", "subject/appeal-received"}
+    assert sorted(m.recipient for m in told if m.template == "moderator/appeal") == sorted(
+        app.desk.moderators.addresses
+    )
+    assert [m.recipient for m in told if m.template == "subject/appeal-received"] == [KARAN]
+    # A second call finds it already appealed.
     recorded = command(
         app,
         case_id,
@@ -248,7 +259,7 @@ def test_a_reply_to_the_strike_notice_reaches_the_case_and_becomes_an_appeal(
             record_appeal(app.desk, s, c, s.get_one(InboundMessage, inbound_id), clock.now())
         ),
     )
-    assert recorded == "True"
+    assert recorded == "False"
     with app.sessions() as session:
         appeal_row = session.scalars(select(Appeal)).one()
         assert appeal_row.inbound_id == inbound_id and appeal_row.status is AppealStatus.OPEN
