@@ -42,8 +42,11 @@ def postgres_url() -> Iterator[str]:
 
     name = f"safetydesk_test_{uuid.uuid4().hex[:12]}"
     try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                                autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+            autocommit=True,
+            connect_timeout=3,
+        )
     except psycopg.OperationalError as error:
         service_missing(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {error}")
     with admin:
@@ -51,8 +54,9 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     finally:
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                             autocommit=True) as admin:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True
+        ) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -1,0 +1,148 @@
+"""Per-message limits: a cheap pre-scan of the raw bytes and a parse bounded in time and memory."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.pool
+import re
+import threading
+from dataclasses import dataclass
+
+from intake.parse import ParsedMessage, parse_message
+
+log = logging.getLogger(__name__)
+
+
+class MessageRefused(Exception):
+    """The message breaks a per-message limit; it goes to quarantine with this reason."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of one message the desk is willing to read, and for how long."""
+
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_header_bytes: int = 256 * 1024
+    max_mime_depth: int = 20
+    max_attachment_bytes: int = 20 * 1024 * 1024
+    parse_timeout: float = 10.0  # seconds; 0 parses in the calling thread with no time limit
+    parse_memory_bytes: int = 1024 * 1024 * 1024
+
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))""", re.I)
+
+
+def header_block_size(raw: bytes) -> int:
+    """The length of the top-level header block (the whole message when it has no body)."""
+    found = _BLANK_LINE.search(raw)
+    return len(raw) if found is None else found.start()
+
+
+def mime_depth(raw: bytes) -> int:
+    """An upper estimate of multipart nesting, from boundary declarations and delimiter lines.
+
+    RFC 2046 §5.1.1: a part ends at the next delimiter of an enclosing multipart, so a delimiter
+    line of an outer boundary closes every part opened inside it.
+    """
+    stack: list[bytes] = []
+    deepest = 0
+    for line in raw.splitlines():
+        if line.startswith(b"--") and stack:
+            token = line[2:].rstrip()
+            closing = token.endswith(b"--")
+            if closing:
+                token = token[:-2]
+            for index in range(len(stack) - 1, -1, -1):
+                if stack[index] == token:
+                    del stack[index if closing else index + 1 :]
+                    break
+            continue
+        if b"oundary" not in line and b"OUNDARY" not in line:
+            continue
+        for found in _BOUNDARY.finditer(line):
+            stack.append((found.group(1) or found.group(2)).rstrip())
+            deepest = max(deepest, len(stack))
+    return deepest
+
+
+def prescan(raw: bytes, limits: Limits) -> None:
+    """Refuse what the parser should never see: huge header blocks, absurd MIME nesting."""
+    size = header_block_size(raw)
+    if size > limits.max_header_bytes:
+        raise MessageRefused(
+            f"header block of {size} bytes is over max_header_bytes ({limits.max_header_bytes})"
+        )
+    depth = mime_depth(raw[: limits.max_message_bytes])
+    if depth > limits.max_mime_depth:
+        raise MessageRefused(
+            f"MIME nesting of {depth} levels is over max_mime_depth ({limits.max_mime_depth})"
+        )
+
+
+def _parse_in_child(raw: bytes, max_bytes: int, max_attachment_bytes: int) -> ParsedMessage:
+    return parse_message(raw, max_bytes=max_bytes, max_attachment_bytes=max_attachment_bytes)
+
+
+def _limit_memory(limit: int) -> None:
+    import resource
+
+    if limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+class BoundedParser:
+    """Parses in a separate process that is killed when it overruns its time or memory."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._pool: multiprocessing.pool.Pool | None = None
+        self._lock = threading.Lock()
+
+    def parse(self, raw: bytes) -> ParsedMessage:
+        """The parsed message, or MessageRefused naming the limit it broke."""
+        limits = self._limits
+        prescan(raw, limits)
+        if limits.parse_timeout <= 0:
+            return parse_message(
+                raw,
+                max_bytes=limits.max_message_bytes,
+                max_attachment_bytes=limits.max_attachment_bytes,
+            )
+        with self._lock:  # one message at a time per parser; workers each own one
+            pool = self._ensure_pool()
+            pending = pool.apply_async(
+                _parse_in_child,
+                (raw, limits.max_message_bytes, limits.max_attachment_bytes),
+            )
+            try:
+                return pending.get(timeout=limits.parse_timeout)
+            except multiprocessing.TimeoutError:
+                self._kill_pool()
+                raise MessageRefused(
+                    f"parsing took longer than parse_timeout ({limits.parse_timeout:g}s)"
+                ) from None
+            except MemoryError:
+                self._kill_pool()
+                raise MessageRefused(
+                    f"parsing needed more than {limits.parse_memory_bytes} bytes of memory"
+                ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill_pool()
+
+    def _ensure_pool(self) -> multiprocessing.pool.Pool:
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            self._pool = context.Pool(
+                1, initializer=_limit_memory, initargs=(self._limits.parse_memory_bytes,)
+            )
+        return self._pool
+
+    def _kill_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
