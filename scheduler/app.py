@@ -13,11 +13,13 @@ from casework.db import is_current, make_engine, make_sessions, upgrade
 from casework.desk import Desk
 from intake.maildir import MaildirSource
 from intake.pipeline import Pipeline, Result
+from outbound.caps import DeliveryGate
 from outbound.delivery import Deliverer, MaildirTransport, RetryPolicy, SmtpTransport, Transport
 from outbound.outbox import Outbox
 from outbound.render import Renderer
 from scheduler.config import IntakeSource, Settings
 from scheduler.config import Transport as TransportKind
+from scheduler.hygiene import cap_policy, hygiene_limits, suppression_policy
 
 
 class NotMigrated(Exception):
@@ -78,7 +80,13 @@ def build_app(
         policy=settings.policy,
         notices=outbox,
     )
-    pipeline = Pipeline(sessions, desk, max_message_bytes=settings.intake.max_message_bytes)
+    pipeline = Pipeline(
+        sessions,
+        desk,
+        max_message_bytes=settings.intake.max_message_bytes,
+        limits=hygiene_limits(settings),
+        suppression=suppression_policy(settings),
+    )
     outbound = settings.outbound
     deliverer = Deliverer(
         sessions=sessions,
@@ -91,5 +99,6 @@ def build_app(
         ),
         batch_size=outbound.batch_size,
         lease=timedelta(minutes=10),
+        gate=DeliveryGate(cap_policy(settings)),
     )
     return App(settings, engine, sessions, desk, pipeline, deliverer)

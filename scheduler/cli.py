@@ -19,6 +19,7 @@ from casework.models import OutboxMessage, OutboxStatus, QuarantineEntry, Quaran
 from intake.pipeline import Outcome, SourceRef, TemporaryFailure
 from scheduler.app import App, NotMigrated, build_app
 from scheduler.config import ConfigError, Settings, load_settings
+from scheduler.hygiene import add_suppressions_parser, run_suppressions
 from scheduler.views import list_cases, list_outbox, list_quarantine, quarantine_row, show_case
 
 EX_OK = 0
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     q_replay.add_argument("id", type=int)
     q_replay.add_argument("--now", type=_parse_now, metavar="ISO8601")
 
+    add_suppressions_parser(commands, _parse_now)
+
     demo = commands.add_parser("demo", help="the whole flow on SQLite and local Maildirs")
     demo.add_argument(
         "--dir",
@@ -163,6 +166,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "ingest":
         return _ingest(settings, args)
     app = build_app(settings)
+    if args.command == "suppressions":
+        return run_suppressions(app.sessions, args)
     if args.command == "run":
         from scheduler.worker import run_forever, run_once
 

@@ -1,0 +1,98 @@
+"""Mail hygiene wiring and CLI: settings into limits, caps and suppression; `suppressions`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from casework.clock import SystemClock
+from casework.db import transaction
+from casework.models import Suppression
+from casework.suppressions import SuppressionPolicy, clear_suppression, list_suppressions
+from intake.bounds import Limits
+from outbound.caps import CapPolicy
+from scheduler.config import Settings
+
+
+def hygiene_limits(settings: Settings) -> Limits:
+    hygiene = settings.hygiene
+    return Limits(
+        max_message_bytes=settings.intake.max_message_bytes,
+        max_header_bytes=hygiene.max_header_bytes,
+        max_mime_depth=hygiene.max_mime_depth,
+        max_attachment_bytes=hygiene.max_attachment_bytes,
+        parse_timeout=hygiene.parse_timeout.approximate().total_seconds(),
+        parse_memory_bytes=hygiene.parse_memory_bytes,
+    )
+
+
+def suppression_policy(settings: Settings) -> SuppressionPolicy:
+    return SuppressionPolicy(
+        after_bounces=settings.hygiene.suppress_after_bounces,
+        period=settings.hygiene.suppress_for,
+    )
+
+
+def cap_policy(settings: Settings) -> CapPolicy:
+    hygiene = settings.hygiene
+    return CapPolicy(
+        per_address_cap=hygiene.per_address_cap,
+        per_address_window=hygiene.per_address_window.approximate(),
+        global_cap_per_hour=hygiene.global_cap_per_hour,
+        exempt=frozenset(a.lower() for a in settings.moderators.addresses),
+    )
+
+
+def add_suppressions_parser(commands: Any, parse_now: Any) -> None:
+    """`safetydesk suppressions list|clear ADDRESS`."""
+    parser = commands.add_parser("suppressions", help="addresses not mailed after hard bounces")
+    actions = parser.add_subparsers(dest="suppressions_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="suppressed addresses (active ones by default)")
+    listing.add_argument("--all", action="store_true", help="also expired and cleared ones")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--now", type=parse_now, metavar="ISO8601")
+    clear = actions.add_parser("clear", help="mail ADDRESS again; its bounce count restarts")
+    clear.add_argument("address", metavar="ADDRESS")
+    clear.add_argument("--by", default="cli", help="who cleared it (recorded in the audit log)")
+    clear.add_argument("--now", type=parse_now, metavar="ISO8601")
+
+
+def suppression_row(row: Suppression) -> dict[str, Any]:
+    return {
+        "address": row.address,
+        "reason": row.reason,
+        "bounces": row.bounces,
+        "since": row.since.isoformat(),
+        "until": row.until.isoformat(),
+        "cleared_at": row.cleared_at.isoformat() if row.cleared_at else None,
+        "cleared_by": row.cleared_by or None,
+    }
+
+
+def run_suppressions(sessions: Any, args: argparse.Namespace) -> int:
+    """List or clear suppressions; exit 1 when there was nothing to clear."""
+    from scheduler.cli import print_table
+
+    now = SystemClock().now() if getattr(args, "now", None) is None else args.now
+    if args.suppressions_command == "list":
+        session: Session
+        with sessions() as session:
+            rows = [
+                suppression_row(r) for r in list_suppressions(session, now, everything=args.all)
+            ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print_table(rows, ["address", "bounces", "since", "until", "cleared_at", "reason"])
+        return 0
+    with transaction(sessions) as session:
+        cleared = clear_suppression(session, args.address, now, actor=args.by)
+    if not cleared:
+        print(f"safetydesk: {args.address} is not suppressed", file=sys.stderr)
+        return 1
+    print(f"{args.address.strip().lower()}: suppression cleared")
+    return 0
