@@ -60,6 +60,7 @@ class Result:
     case_id: int | None = None
     disposition: Disposition | None = None
     reason: str = ""
+    quarantine_id: int | None = None
 
 
 class Pipeline:
@@ -260,7 +261,7 @@ class Pipeline:
                 record_event(
                     session, now, "message.quarantined", quarantine=entry.id, reason=entry.reason
                 )
-                return Result(Outcome.QUARANTINED, None, None, None, entry.reason)
+                return Result(Outcome.QUARANTINED, None, None, None, entry.reason, entry.id)
         except (OperationalError, DBAPIError) as failure:
             raise TemporaryFailure(f"cannot quarantine: {failure}") from failure
 

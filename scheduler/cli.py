@@ -15,11 +15,11 @@ from typing import Any
 from casework.cases import UnknownCase
 from casework.clock import Clock, FixedClock, SystemClock, as_utc
 from casework.db import make_engine, upgrade
-from casework.models import OutboxMessage, OutboxStatus, QuarantineEntry, QuarantineStatus
+from casework.models import OutboxMessage, OutboxStatus, QuarantineEntry
 from intake.pipeline import Outcome, SourceRef, TemporaryFailure
 from scheduler.app import App, NotMigrated, build_app
 from scheduler.config import ConfigError, Settings, load_settings
-from scheduler.hygiene import add_suppressions_parser, run_suppressions
+from scheduler.hygiene import add_suppressions_parser, replay_outcome, run_suppressions
 from scheduler.views import list_cases, list_outbox, list_quarantine, quarantine_row, show_case
 
 EX_OK = 0
@@ -306,10 +306,7 @@ def _quarantine(app: App, session: Any, args: argparse.Namespace) -> int:
     from casework.db import transaction
 
     with transaction(app.sessions) as tx:
-        stored = tx.get_one(QuarantineEntry, args.id)
-        if result.outcome is not Outcome.QUARANTINED:
-            stored.status = QuarantineStatus.REPLAYED
-            stored.replayed_at = now
+        replay_outcome(tx, args.id, result, now)
     print(
         f"quarantine {args.id}: {result.outcome.value}"
         + (f" TS-{result.case_id}" if result.case_id else "")

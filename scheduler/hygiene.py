@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from casework.audit import record_event
 from casework.clock import SystemClock
 from casework.db import transaction
-from casework.models import Suppression
+from casework.models import QuarantineEntry, QuarantineStatus, Suppression
 from casework.suppressions import SuppressionPolicy, clear_suppression, list_suppressions
 from intake.bounds import Limits
+from intake.pipeline import Outcome, Result
 from outbound.caps import CapPolicy
+from scheduler.check import CheckResult
 from scheduler.config import Settings
 
 
@@ -96,3 +100,59 @@ def run_suppressions(sessions: Any, args: argparse.Namespace) -> int:
         return 1
     print(f"{args.address.strip().lower()}: suppression cleared")
     return 0
+
+
+def check_hygiene(settings: Settings) -> CheckResult:
+    """Held outbound mail and suppressed addresses, for the operator (informational)."""
+    from sqlalchemy import func, select
+
+    from casework.db import make_engine, make_sessions
+    from casework.models import OutboxHold
+    from outbound.caps import held_counts
+
+    engine = make_engine(settings.database.url)
+    try:
+        with make_sessions(engine)() as session:
+            counts = held_counts(session)
+            now = SystemClock().now()
+            suppressed = len(list_suppressions(session, now, everything=False))
+            oldest = session.scalar(
+                select(func.min(OutboxHold.held_at)).where(OutboxHold.released_at.is_(None))
+            )
+    except Exception as error:
+        return CheckResult("hygiene", False, f"cannot read held mail: {type(error).__name__}")
+    finally:
+        engine.dispose()
+    total = sum(counts.values())
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
+    detail = f"{total} held" + (f" ({kinds})" if kinds else "") + f"; {suppressed} suppressed"
+    if oldest is not None:
+        detail += f"; oldest held since {oldest.isoformat()}"
+    return CheckResult("hygiene", True, detail)
+
+
+def replay_outcome(session: Session, entry_id: int, result: Result, now: datetime) -> None:
+    """Mark a replayed quarantine entry; a replay that fails again updates it, not a new one."""
+    stored = session.get_one(QuarantineEntry, entry_id)
+    if result.outcome is not Outcome.QUARANTINED:
+        stored.status = QuarantineStatus.REPLAYED
+        stored.replayed_at = now
+        record_event(
+            session,
+            now,
+            "quarantine.replayed",
+            quarantine=entry_id,
+            outcome=result.outcome.value,
+            case_id=result.case_id,
+            reason=result.reason,
+        )
+        return
+    if result.quarantine_id is not None and result.quarantine_id != entry_id:
+        again = session.get(QuarantineEntry, result.quarantine_id)
+        if again is not None:
+            stored.reason = again.reason
+            stored.error = again.error
+            session.delete(again)
+    record_event(
+        session, now, "quarantine.replay-failed", quarantine=entry_id, reason=stored.reason
+    )
