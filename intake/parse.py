@@ -103,9 +103,10 @@ def _ids(value: str) -> tuple[str, ...]:
     return tuple(_MSGID.findall(value))
 
 
-def _addresses(values: list[str]) -> tuple[str, ...]:
-    found = email.utils.getaddresses(values)
-    return tuple(addr.strip().lower() for _, addr in found if "@" in addr)
+def _addresses(values: list[object]) -> tuple[str, ...]:
+    """Recipient addresses, split before decoding (see _first_address)."""
+    found = email.utils.getaddresses([_raw_text(v) for v in values])
+    return tuple(addr.strip().lower() for _, addr in found if _plain_address(addr))
 
 
 def parse_message(
@@ -130,8 +131,8 @@ def parse_message(
         message_id=normalise_message_id(headers.get("Message-ID")),
         from_address=from_address,
         from_name=from_name,
-        to_addresses=_addresses([_decoded(v) for v in headers.get_all("To", [])]),
-        cc_addresses=_addresses([_decoded(v) for v in headers.get_all("Cc", [])]),
+        to_addresses=_addresses(headers.get_all("To", [])),
+        cc_addresses=_addresses(headers.get_all("Cc", [])),
         subject=" ".join(subject.split())[:998],
         date=as_utc(date) if date else None,
         in_reply_to=normalise_message_id(headers.get("In-Reply-To")),
@@ -228,13 +229,43 @@ def _header_date(headers: Message) -> datetime | None:
 
 
 def _first_address(headers: Message) -> tuple[str, str]:
+    """The sender's name and address.
+
+    RFC 2047 §5: encoded words may stand for a display name, never for an address, so the
+    header is split into addresses *before* anything is decoded; decoding first would let
+    an encoded "Evil\r\nBcc: x@example.org" in a name become an address of its own.
+    Only when no plain address is found (some mailers encode the whole header) is the
+    decoded text tried, and then only a single well-formed address is accepted.
+    """
     for name in ("From", "Sender", "Reply-To"):
-        for display, address in email.utils.getaddresses(
-            [_decoded(v) for v in headers.get_all(name, [])]
-        ):
-            if "@" in address:
-                return display.strip()[:300], address.strip().lower()[:320]
+        values = [_raw_text(v) for v in headers.get_all(name, [])]
+        for display, address in email.utils.getaddresses(values):
+            if _plain_address(address):
+                return _display(_decoded(display)), address.strip().lower()[:320]
+        found = [
+            (display, address)
+            for display, address in email.utils.getaddresses([_decoded(v) for v in values])
+            if _plain_address(address)
+        ]
+        if len(found) == 1:
+            return _display(found[0][0]), found[0][1].strip().lower()[:320]
     return "", ""
+
+
+_PLAIN_ADDRESS = re.compile(r"^(?!.*=\?)[^\s@<>()\[\],;:\\\"\x00-\x1f\x7f]{1,200}@[\w.-]{1,255}$")
+
+
+def _plain_address(address: str) -> bool:
+    return _PLAIN_ADDRESS.fullmatch(address.strip()) is not None
+
+
+def _display(name: str) -> str:
+    return " ".join(name.split())[:300]
+
+
+def _raw_text(value: object) -> str:
+    """A header value as it was written (8-bit bytes kept as surrogate escapes are replaced)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 def _decoded(value: object) -> str:

@@ -89,9 +89,9 @@ class Outbox:
         message["Subject"] = header_text(subject, limit=900)
         message["Date"] = email.utils.format_datetime(now)
         message["Message-ID"] = message_id
-        if notice.in_reply_to and _MSGID.match(notice.in_reply_to):
+        if notice.in_reply_to and _MSGID.fullmatch(notice.in_reply_to):
             message["In-Reply-To"] = notice.in_reply_to
-        references = [i for i in notice.references if _MSGID.match(i)][-20:]
+        references = [i for i in notice.references if _MSGID.fullmatch(i)][-20:]
         if references:
             message["References"] = " ".join(references)
         # RFC 3834 §5: mark our automatic mail so well-behaved responders stay quiet.
