@@ -14,6 +14,7 @@ import hashlib
 import html
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
@@ -103,7 +104,7 @@ def _ids(value: str) -> tuple[str, ...]:
     return tuple(_MSGID.findall(value))
 
 
-def _addresses(values: list[object]) -> tuple[str, ...]:
+def _addresses(values: Sequence[object]) -> tuple[str, ...]:
     """Recipient addresses, split before decoding (see _first_address)."""
     found = email.utils.getaddresses([_raw_text(v) for v in values])
     return tuple(addr.strip().lower() for _, addr in found if _plain_address(addr))
