@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import multiprocessing.pool
 import re
 import threading
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from intake.parse import ParsedMessage, parse_message
 
@@ -81,8 +82,33 @@ def prescan(raw: bytes, limits: Limits) -> None:
         )
 
 
-def _parse_in_child(raw: bytes, max_bytes: int, max_attachment_bytes: int) -> ParsedMessage:
-    return parse_message(raw, max_bytes=max_bytes, max_attachment_bytes=max_attachment_bytes)
+class ParserCrashed(Exception):
+    """The parser raised inside its child process; the message goes to quarantine."""
+
+
+def _serve(connection: Connection, memory_limit: int) -> None:
+    """The child: parse each message it is sent, under an address-space limit, until EOF."""
+    _limit_memory(memory_limit)
+    while True:
+        try:
+            raw, max_bytes, max_attachment_bytes = connection.recv()
+        except EOFError:
+            return
+        result: tuple[str, object]
+        try:
+            result = (
+                "ok",
+                parse_message(raw, max_bytes=max_bytes, max_attachment_bytes=max_attachment_bytes),
+            )
+        except MemoryError:
+            result = ("memory", None)
+        except Exception as error:  # reported to the parent, which quarantines the message
+            result = ("error", f"{type(error).__name__}: {error}")
+        del raw
+        try:
+            connection.send(result)
+        except MemoryError:
+            connection.send(("memory", None))
 
 
 def _limit_memory(limit: int) -> None:
@@ -93,11 +119,15 @@ def _limit_memory(limit: int) -> None:
 
 
 class BoundedParser:
-    """Parses in a separate process that is killed when it overruns its time or memory."""
+    """Parses in a child process that is killed when it overruns its time or memory.
+
+    A thread cannot be stopped once a pathological parse has started; a process can, and
+    its address space can be limited (RLIMIT_AS) so one message cannot exhaust the host.
+    """
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
-        self._pool: multiprocessing.pool.Pool | None = None
+        self._child: tuple[BaseProcess, Connection] | None = None
         self._lock = threading.Lock()
 
     def parse(self, raw: bytes) -> ParsedMessage:
@@ -110,39 +140,59 @@ class BoundedParser:
                 max_bytes=limits.max_message_bytes,
                 max_attachment_bytes=limits.max_attachment_bytes,
             )
-        with self._lock:  # one message at a time per parser; workers each own one
-            pool = self._ensure_pool()
-            pending = pool.apply_async(
-                _parse_in_child,
-                (raw, limits.max_message_bytes, limits.max_attachment_bytes),
-            )
-            try:
-                return pending.get(timeout=limits.parse_timeout)
-            except multiprocessing.TimeoutError:
-                self._kill_pool()
+        with self._lock:  # one message at a time per parser
+            return self._parse_in_child(raw)
+
+    def _parse_in_child(self, raw: bytes) -> ParsedMessage:
+        limits = self._limits
+        _, connection = self._ensure_child()
+        try:
+            connection.send((raw, limits.max_message_bytes, limits.max_attachment_bytes))
+            if not connection.poll(limits.parse_timeout):
+                self._kill_child()
                 raise MessageRefused(
                     f"parsing took longer than parse_timeout ({limits.parse_timeout:g}s)"
-                ) from None
-            except MemoryError:
-                self._kill_pool()
-                raise MessageRefused(
-                    f"parsing needed more than {limits.parse_memory_bytes} bytes of memory"
-                ) from None
+                )
+            status, value = connection.recv()
+        except (EOFError, OSError):  # the child died: the kernel or RLIMIT_AS stopped it
+            self._kill_child()
+            raise MessageRefused(
+                f"the parser process died (memory limit {limits.parse_memory_bytes} bytes?)"
+            ) from None
+        if status == "memory":
+            self._kill_child()
+            raise MessageRefused(
+                f"parsing needed more than parse_memory_bytes ({limits.parse_memory_bytes})"
+            )
+        if status == "error":
+            raise ParserCrashed(str(value))
+        assert isinstance(value, ParsedMessage)
+        return value
 
     def close(self) -> None:
         with self._lock:
-            self._kill_pool()
+            self._kill_child()
 
-    def _ensure_pool(self) -> multiprocessing.pool.Pool:
-        if self._pool is None:
+    def _ensure_child(self) -> tuple[BaseProcess, Connection]:
+        if self._child is None or not self._child[0].is_alive():
+            self._kill_child()
             context = multiprocessing.get_context("forkserver")
-            self._pool = context.Pool(
-                1, initializer=_limit_memory, initargs=(self._limits.parse_memory_bytes,)
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_serve,
+                args=(child, self._limits.parse_memory_bytes),
+                name="safetydesk-parser",
+                daemon=True,
             )
-        return self._pool
+            process.start()
+            child.close()
+            self._child = (process, parent)
+        return self._child
 
-    def _kill_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+    def _kill_child(self) -> None:
+        if self._child is not None:
+            process, connection = self._child
+            self._child = None
+            connection.close()
+            process.kill()
+            process.join(5)
