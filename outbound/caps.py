@@ -22,14 +22,17 @@ _HOUR = timedelta(hours=1)
 class CapPolicy:
     """How much automatic mail may go out; 0 switches a cap off.
 
-    Moderators are exempt from both caps: they are our own people, their mail is how they
-    work the desk, and a flood of reports must not cost them the transcripts. Suppression
-    (a mailbox that hard-bounces) applies to everyone.
+    Moderators (`exempt`) are outside the global cap and get their own, much higher
+    per-address cap: their mail is how they work the desk, and a flood of reports must
+    not cost them transcripts, but a moderator mailbox that auto-answers without saying
+    so must still not loop with the desk for ever. Suppression (a mailbox that
+    hard-bounces) applies to everyone. Held mail is sent later, never dropped.
     """
 
     per_address_cap: int = 5
     per_address_window: timedelta = timedelta(hours=1)
     global_cap_per_hour: int = 500
+    moderator_cap: int = 120
     exempt: frozenset[str] = frozenset()
 
 
@@ -54,9 +57,8 @@ class DeliveryGate:
                 f"{row.recipient} is suppressed until {suppression.until.isoformat()} "
                 f"({suppression.reason})",
             )
-        if row.recipient in self.policy.exempt:
-            return None
-        cap = self.policy.per_address_cap
+        moderator = row.recipient in self.policy.exempt
+        cap = self.policy.moderator_cap if moderator else self.policy.per_address_cap
         if cap > 0:
             window = self.policy.per_address_window
             sent = _count_sent(session, now - window, row.recipient)
@@ -65,7 +67,7 @@ class DeliveryGate:
                     HoldKind.ADDRESS_CAP,
                     f"{sent} messages to {row.recipient} in the last {window} (cap {cap})",
                 )
-        cap = self.policy.global_cap_per_hour
+        cap = 0 if moderator else self.policy.global_cap_per_hour
         if cap > 0:
             sent = _count_sent(session, now - _HOUR, None, exclude=self.policy.exempt)
             if sent >= cap:

@@ -109,6 +109,7 @@ class HygieneSettings:
     per_address_cap: int = 5
     per_address_window: Duration = Duration(seconds=3600)
     global_cap_per_hour: int = 500
+    moderator_cap: int = 120
     max_attachment_bytes: int = 20 * 1024 * 1024
     max_header_bytes: int = 256 * 1024
     max_mime_depth: int = 20
@@ -334,6 +335,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "per_address_cap": _read_int,
         "per_address_window": _read_duration,
         "global_cap_per_hour": _read_int,
+        "moderator_cap": _read_int,
         "max_attachment_bytes": _read_int,
         "max_header_bytes": _read_int,
         "max_mime_depth": _read_int,

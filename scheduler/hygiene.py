@@ -47,6 +47,7 @@ def cap_policy(settings: Settings) -> CapPolicy:
         per_address_cap=hygiene.per_address_cap,
         per_address_window=hygiene.per_address_window.approximate(),
         global_cap_per_hour=hygiene.global_cap_per_hour,
+        moderator_cap=hygiene.moderator_cap,
         exempt=frozenset(a.lower() for a in settings.moderators.addresses),
     )
 

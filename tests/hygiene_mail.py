@@ -60,10 +60,14 @@ Diagnostic-Code: smtp; 550 {status} user unknown
 
 
 def make_plain_answer(original: EmailMessage, sender: str, *, thread: bool) -> bytes:
-    """A naive responder's answer: no Auto-Submitted, no Precedence, nothing automatic."""
+    """A naive responder's answer: no Auto-Submitted, no Precedence, nothing automatic.
+
+    Threaded answers go to Reply-To as replies; the others are new messages to the desk's
+    public address that carry nothing the desk could tie to what it sent.
+    """
     answer = EmailMessage(policy=email.policy.SMTP)
     answer["From"] = sender
-    answer["To"] = str(original.get("Reply-To") or original.get("From"))
+    answer["To"] = str(original.get("Reply-To") or original.get("From")) if thread else DESK
     answer["Message-ID"] = f"<{uuid.uuid4().hex}@responder.example>"
     if thread:
         answer["Subject"] = f"Re: {original.get('Subject', '')}"
