@@ -143,13 +143,14 @@ def daemon_sender(message: ParsedMessage, ctx: ClassifyContext) -> Classificatio
     return None
 
 
+# Anchored at the start and MTA-worded: "Fwd: Undelivered Mail" from a person asking for help,
+# or "Message not delivered to my mentor" in a report, must stay human.
 _BOUNCE_SUBJECT = re.compile(
-    r"undeliver(ed|able)|delivery (status )?notification|delivery (has )?fail|"
-    r"mail delivery (failed|failure|subsystem|system)|failure notice|returned mail|"
-    r"returned to sender|could not be delivered|non[- ]?remis|unzustellbar|"
-    r"nicht zustellbar|delivery problem|mail system error|message not delivered|"
-    r"warning: (could not send|message .* delayed)|delayed mail|"
-    r"メールエラー|配信エラー|未配達|不達|退信|系统退信",
+    r"^\s*(undeliver(ed|able)\b|delivery status notification|"
+    r"mail delivery (failed|failure|subsystem|system)|failure notice\b|returned mail:|"
+    r"delivery (has )?failed|non remis|unzustellbar|nicht zustellbar|"
+    r"warning: could not send message|delayed mail \(still being retried\)|mail system error|"
+    r"メールエラー|配信エラー|未配達|不達|退信|系统退信)",
     re.I,
 )
 
@@ -164,21 +165,24 @@ def bounce_subject(message: ParsedMessage, ctx: ClassifyContext) -> Classificati
 _BOUNCE_BODY = re.compile(
     r"this is the mail system at host|mail delivery software|"
     r"delivery to the following recipients? (failed|has been delayed)|"
-    r"could not be delivered to:|message could not be delivered|"
+    r"could not be delivered to:|"
     r"the following addresses had permanent fatal errors|"
     r"i'm sorry to have to inform you that your message could not|"
-    r"your message (wasn't|was not|could not be) delivered|"
     r"this is a permanent error|delivery has failed to these recipients|"
-    r"unable to deliver (your|the) message|"
     r"the original message was received at .* from|"
     r"an error occurred while trying to deliver this message",
     re.I,
 )
+_FORWARDED = re.compile(r"^\s*(fwd?|fw|wg|tr|rv)\s*:", re.I)
 
 
 def bounce_body(message: ParsedMessage, ctx: ClassifyContext) -> Classification | None:
-    """The fixed sentences of the common MTAs' plain-text (non-DSN) bounces."""
-    if _BOUNCE_BODY.search(message.text[:20000]):
+    """The fixed sentences of the common MTAs' plain-text (non-DSN) bounces.
+
+    Only at the top of the text, and never in a forward: a person who forwards a bounce to
+    ask for help is a person.
+    """
+    if not _FORWARDED.match(message.subject) and _BOUNCE_BODY.search(message.text[:3000]):
         return Classification(Verdict.BOUNCE, "bounce-body")
     return None
 
@@ -274,15 +278,17 @@ def no_reply_sender(message: ParsedMessage, ctx: ClassifyContext) -> Classificat
     return None
 
 
+# Whole responder phrases only: "Absent mentor" or "Vacation refund scam" is a report.
 _OUT_OF_OFFICE = re.compile(
-    r"^(auto(matic|matische)?[ -]?(reply|response|antwort|answer)|autoreply|out of (the )?office|"
-    r"ooo\b|abwesenheit|vacation|on vacation|on leave|away from (my|the) (desk|office)|"
-    r"absence|absent|réponse automatique|respuesta automática|risposta automatica|"
-    r"fuera de la oficina|automatisch antwoord|afwezig|frånvaro|autosvar|fravær|"
+    r"^(auto(matic)?[ -]?(reply|response|answer)\b|autoreply\b|automatische antwort|"
+    r"out of (the )?office|ooo\b|abwesenheitsnotiz|abwesend:|on vacation\b|"
+    r"vacation (reply|message|notice|response)|away from (my|the) (desk|office)|"
+    r"absence (notice|message)|réponse automatique|respuesta automática|risposta automatica|"
+    r"fuera de la oficina|automatisch antwoord|afwezig\b|frånvaro|autosvar|fravær|"
     r"不在|自動応答|自动回复|自動返信|nieobecność|odpowiedź automatyczna)",
     re.IGNORECASE,
 )
-_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|wg|fwd?)\s*:\s*)+", re.I)
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw)\s*:\s*)+", re.I)
 
 
 def out_of_office_subject(message: ParsedMessage, ctx: ClassifyContext) -> Classification | None:

@@ -114,3 +114,74 @@ def test_every_corpus_file_goes_through_the_pipeline_without_a_crash(sqlite_app:
     assert outcomes[Outcome.PROCESSED] > 450
     assert outcomes[Outcome.QUARANTINED] == 0, [q.reason for q in quarantined]
     assert with_defects  # the broken-boundary samples are recorded with their defects
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("Absent mentor never showed up", "He missed three sessions."),
+        ("Vacation refund scam", "He asked me to pay for a vacation package."),
+        ("Message not delivered to my mentor", "It says my message could not be delivered."),
+        ("Fwd: Undelivered Mail Returned to Sender", "This is the mail system at host mx.\n"),
+        ("Re: [TS-4] We received your report", "Thanks, here are the screenshots."),
+        ("Out of pocket costs for the course", "The mentor charged me extra."),
+    ],
+)
+def test_reports_that_mention_delivery_or_absence_stay_human(subject: str, body: str) -> None:
+    from tests.mail import make_mail
+
+    message = parse_message(make_mail(subject=subject, body=body), max_bytes=1_000_000)
+    assert classify(message, CONTEXT).verdict.value == "human"
+
+
+RULE_SAMPLES = [
+    ({"X-SafetyDesk-Loop": "mentor4u@ecareermentor.in"}, {}, "our-loop-header"),
+    ({}, {"sender": "mentor4u+12rabcdefghijklmnop@ecareermentor.in"}, "from-our-address"),
+    ({}, {"message_id": "<0123456789abcdef0123456789abcdef@ecareermentor.in>"}, "our-message-id"),
+    ({}, {"subject": "complaint about message from 192.0.2.1"}, "complaint-subject"),
+    ({"Return-Path": "<>"}, {}, "null-return-path"),
+    ({}, {"sender": "MAILER-DAEMON@mx.example.net"}, "mailer-daemon-sender"),
+    ({}, {"sender": "postmaster@mx.example.net"}, "mailer-daemon-sender"),
+    ({}, {"subject": "Undelivered Mail Returned to Sender"}, "bounce-subject"),
+    ({}, {"subject": "failure notice"}, "bounce-subject"),
+    (
+        {"X-Autoreply": "yes"},
+        {"in_reply_to": "<0123456789abcdef0123456789abcdef@ecareermentor.in>"},
+        "automated-reply-to-our-mail",
+    ),
+    ({"Auto-Submitted": "auto-replied"}, {}, "auto-submitted"),
+    ({"Precedence": "bulk"}, {}, "precedence"),
+    ({"X-Autorespond": "1"}, {}, "x-autorespond"),
+    ({"X-Auto-Response-Suppress": "All"}, {}, "x-auto-response-suppress"),
+    ({"List-Unsubscribe": "<mailto:u@lists.example>"}, {}, "mailing-list"),
+    ({}, {"sender": "no-reply@platform.example"}, "no-reply-sender"),
+    ({}, {"subject": "Out of Office: back on Monday"}, "out-of-office-subject"),
+    ({}, {"subject": "Automatic reply: your message"}, "out-of-office-subject"),
+    ({}, {"subject": "Re: Abwesenheitsnotiz"}, "out-of-office-subject"),
+    (
+        {},
+        {"subject": "Notice", "body": "This is the mail system at host mx.example.net.\n"},
+        "bounce-body",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("headers", "fields", "rule"), RULE_SAMPLES, ids=[r for *_, r in RULE_SAMPLES]
+)
+def test_each_named_rule_records_its_name(
+    headers: dict[str, str], fields: dict[str, str], rule: str
+) -> None:
+    from tests.mail import make_mail
+
+    raw = make_mail(headers=headers, **fields)  # type: ignore[arg-type]
+    verdict = classify(parse_message(raw, max_bytes=1_000_000), CONTEXT)
+    assert verdict.rule == rule
+    assert verdict.automated
+
+
+def test_auto_submitted_no_is_a_person() -> None:
+    from tests.mail import make_mail
+
+    raw = make_mail(headers={"Auto-Submitted": "no"})
+    assert not classify(parse_message(raw, max_bytes=1_000_000), CONTEXT).automated
