@@ -6,9 +6,11 @@ import logging
 import multiprocessing
 import re
 import threading
+import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from intake.parse import ParsedMessage, parse_message
 
@@ -128,6 +130,7 @@ class BoundedParser:
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._child: tuple[BaseProcess, Connection] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
 
     def parse(self, raw: bytes) -> ParsedMessage:
@@ -187,12 +190,20 @@ class BoundedParser:
             process.start()
             child.close()
             self._child = (process, parent)
+            # The child goes when this parser does, even if nobody calls close().
+            self._finalizer = weakref.finalize(self, _stop_child, process, parent)
         return self._child
 
     def _kill_child(self) -> None:
         if self._child is not None:
+            if self._finalizer is not None:
+                self._finalizer.detach()
             process, connection = self._child
             self._child = None
-            connection.close()
-            process.kill()
-            process.join(5)
+            _stop_child(process, connection)
+
+
+def _stop_child(process: BaseProcess, connection: Connection) -> None:
+    connection.close()
+    process.kill()
+    process.join(5)

@@ -126,7 +126,7 @@ def null_return_path(message: ParsedMessage, ctx: ClassifyContext) -> Classifica
 
 
 _DAEMON_LOCAL = re.compile(
-    r"^(mailer[-_]?daemon|mail[-_]?daemon|post[-_]?master|mailer|mmdf|smtp[-_]?daemon)$", re.I
+    r"^(mailer[-_]?daemon|mail[-_]?daemon|post[-_]?master|smtp[-_]?daemon)$", re.I
 )
 
 
