@@ -223,3 +223,30 @@ def clear_suppression(session: Session, address: str, now: datetime, *, actor: s
         cleared += 1
         record_event(session, now, "address.unsuppressed", actor=actor, address=row.address)
     return cleared
+
+
+def record_complaint(
+    session: Session,
+    inbound: InboundMessage,
+    report: BounceReport,
+    now: datetime,
+    *,
+    secret: bytes,
+    desk_address: str,
+) -> OutboxMessage | None:
+    """An abuse report (ARF) about one of our messages: noted on its case, never answered."""
+    original = find_original(session, report, secret=secret, desk_address=desk_address)
+    if original is None:
+        return None
+    inbound.case_id = original.case_id
+    record_event(
+        session,
+        now,
+        "delivery.complaint",
+        case_id=original.case_id,
+        message=inbound.id,
+        outbox=original.id,
+        recipient=original.recipient,
+    )
+    log.warning("abuse complaint about outbox #%s to %s", original.id, original.recipient)
+    return original

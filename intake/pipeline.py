@@ -24,7 +24,7 @@ from casework.models import (
     QuarantineEntry,
 )
 from casework.routing import route_reply
-from casework.suppressions import SuppressionPolicy, record_bounce
+from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
 from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
 from intake.classify import ClassifyContext, Verdict, classify
@@ -150,6 +150,15 @@ class Pipeline:
                     secret=self._desk.desk.token_secret,
                     desk_address=self._desk.desk.address,
                     policy=self._suppression,
+                )
+            elif verdict.verdict is Verdict.FEEDBACK_REPORT:
+                record_complaint(
+                    session,
+                    row,
+                    read_bounce(parsed, self._desk.desk.domain),
+                    now,
+                    secret=self._desk.desk.token_secret,
+                    desk_address=self._desk.desk.address,
                 )
             record_event(
                 session,

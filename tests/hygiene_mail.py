@@ -77,3 +77,32 @@ def make_plain_answer(original: EmailMessage, sender: str, *, thread: bool) -> b
         answer["Subject"] = "Thank you for your email"
     answer.set_content("Thank you for your message. We will get back to you.\n")
     return answer.as_bytes()
+
+
+def make_arf(original: bytes) -> bytes:
+    """An RFC 5965 abuse report about `original`, as a mailbox provider sends it."""
+    boundary = uuid.uuid4().hex
+    head = f"""From: staff@feedback.example.net
+To: {DESK}
+Subject: FW: complaint
+Message-ID: <{uuid.uuid4().hex}@feedback.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="{boundary}"
+
+--{boundary}
+Content-Type: text/plain
+
+This is an email abuse report.
+
+--{boundary}
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: Example-FBL/1.0
+Version: 1
+
+--{boundary}
+Content-Type: message/rfc822
+
+"""
+    return head.encode() + original.replace(b"\r\n", b"\n") + f"\n--{boundary}--\n".encode()

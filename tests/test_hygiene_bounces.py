@@ -189,3 +189,20 @@ def test_suppressions_cli_lists_and_clears(
         row = session.scalars(select(Suppression)).one()
         assert row.cleared_at == clock.now() and row.cleared_by == "cli"
     app.engine.dispose()
+
+
+def test_an_abuse_report_about_our_mail_is_noted_on_the_case_and_not_answered(
+    app: App, clock: FixedClock
+) -> None:
+    from tests.hygiene_mail import make_arf
+
+    ack = report(app, clock)
+    result = app.pipeline.process(make_arf(ack.raw), SourceRef(label="arf"), clock.now())
+    assert result.reason == "feedback-report: arf-feedback-report"
+    assert result.case_id == ack.case_id
+    with app.sessions() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.kind == "delivery.complaint")
+        ).one()
+        assert (event.case_id, event.detail["outbox"]) == (ack.case_id, ack.id)
+        assert len(session.scalars(select(OutboxMessage)).all()) == 3  # nothing new queued

@@ -137,3 +137,35 @@ def _rows(session: object) -> int:
     )
     quarantined = session.scalar(select(func.count()).select_from(QuarantineEntry))
     return int(inbound or 0) + int(quarantined or 0)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[FIXTURE])
+@given(body=st.text(max_size=2000), subject=st.text(max_size=200))
+def test_any_text_a_moderator_replies_with_is_handled(
+    sqlite_app: App, body: str, subject: str
+) -> None:
+    """Whatever a moderator writes back through their reply token is processed, not quarantined.
+
+    Today that is a follow-up on the case; with the command language merged the same property
+    covers the command parser, end to end.
+    """
+    from email.message import EmailMessage
+
+    from casework.models import Party
+    from casework.tokens import ReplyToken, reply_address
+    from tests.conftest import MODERATORS
+    from tests.mail import make_mail
+
+    desk = sqlite_app.settings.desk
+    opened = sqlite_app.pipeline.process(make_mail(), SourceRef(label="case"), NOW)
+    assert opened.case_id is not None
+    moderator = MODERATORS[0]
+    token = ReplyToken(opened.case_id, Party.MODERATOR, moderator)
+    message = EmailMessage()
+    message["From"] = moderator
+    message["To"] = reply_address(desk.address, desk.token_secret, token)
+    message["Subject"] = " ".join(subject.split())
+    message.set_content(body)
+    result = sqlite_app.pipeline.process(message.as_bytes(), SourceRef(label="moderator"), NOW)
+    assert result.outcome is Outcome.PROCESSED, result.reason
+    assert result.case_id == opened.case_id
