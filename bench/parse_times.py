@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from casework.cases import _ADDRESS as CASE_ADDRESS
+from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused, mime_depth, prescan
 from intake.classify import ClassifyContext, classify
 from intake.parse import parse_message
@@ -71,6 +73,11 @@ ADVERSARIAL: dict[str, Callable[[], bytes]] = {
 }
 
 
+def mentioned_addresses(text: str) -> list[str]:
+    """What casework.cases does to list the addresses a report mentions."""
+    return list(CASE_ADDRESS.findall(text))
+
+
 def timed(raw: bytes) -> tuple[float, str]:
     start = time.perf_counter()
     try:
@@ -107,6 +114,24 @@ def main() -> None:
         print(
             f"  {1000 * seconds:8.1f} ms  {name} [{len(raw) / 1e6:.1f} MB, depth {depth}, "
             f"pre-scan {1000 * scan:.1f} ms] -> {outcome[:70]}"
+        )
+    print("worker-side reading of hostile text (runs outside the parser process):")
+    hostile = {
+        "bounce with a 1 MB run of letters": "a" * 1_000_000,
+        "bounce with 1 MB of blank lines": "\n" * 1_000_000,
+        "bounce with a 1 MB Final-Recipient": "Final-Recipient: rfc822; " + "b" * 1_000_000,
+    }
+    for name, body in hostile.items():
+        raw = b"From: MAILER-DAEMON@mx.example\nReturn-Path: <>\nSubject: x\n\n" + body.encode()
+        message = parse_message(raw, max_bytes=LIMITS.max_message_bytes)
+        start = time.perf_counter()
+        read_bounce(message, "ecareermentor.in")
+        mentioned = time.perf_counter()
+        mentioned_addresses(body)
+        end = time.perf_counter()
+        print(
+            f"  {1000 * (mentioned - start):8.1f} ms  read_bounce, "
+            f"{1000 * (end - mentioned):6.1f} ms  addresses mentioned: {name}"
         )
     bounded = BoundedParser(Limits(parse_timeout=30))
     sample = (corpus / "cpython-email" / "msg_02.txt").read_bytes()

@@ -11,15 +11,19 @@ from email.message import Message
 from casework.suppressions import BounceReport
 from intake.parse import ParsedMessage
 
-_STATUS = re.compile(r"^\s*Status\s*:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.I | re.M)
-_ACTION = re.compile(r"^\s*Action\s*:\s*([a-z-]+)", re.I | re.M)
+# Every repeat is bounded or confined to one line: these run on attacker-controlled text in
+# the worker itself, so none may backtrack quadratically.
+_STATUS = re.compile(r"^[ \t]*Status[ \t]*:[ \t]*([245])\.(\d{1,3})\.(\d{1,3})", re.I | re.M)
+_ACTION = re.compile(r"^[ \t]*Action[ \t]*:[ \t]*([a-z-]{1,32})", re.I | re.M)
 _RECIPIENT = re.compile(
-    r"^\s*(?:Final|Original)-Recipient\s*:\s*(?:rfc822|utf-8)?\s*;?\s*<?([^\s<>;]+@[^\s<>;]+)>?",
+    r"^[ \t]*(?:Final|Original)-Recipient[ \t]*:[ \t]*(?:rfc822|utf-8)?[ \t]*;?[ \t]*"
+    r"<?([^\s<>;@]{1,64}@[^\s<>;@]{1,255})>?",
     re.I | re.M,
 )
+_ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w.-]{1,255}")
 _ENHANCED_CODE = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _MESSAGE_ID = re.compile(r"<[^<>\s@]{1,200}@[^<>\s]{1,200}>")
-_CASE_HEADER = re.compile(r"^\s*X-SafetyDesk-Case\s*:\s*TS-(\d{1,12})", re.I | re.M)
+_CASE_HEADER = re.compile(r"^[ \t]*X-SafetyDesk-Case[ \t]*:[ \t]*TS-(\d{1,12})", re.I | re.M)
 _MAX_SCAN = 256 * 1024  # a report's useful part is at its start; never scan megabytes
 
 
@@ -39,9 +43,7 @@ def read_bounce(message: ParsedMessage, desk_domain: str) -> BounceReport:
     )
     domain = desk_domain.lower()
     addresses = _unique(
-        found.lower()
-        for found in re.findall(r"[\w.+'-]+@[\w.-]+", text)
-        if found.lower().endswith("@" + domain)
+        found.lower() for found in _ADDRESS.findall(text) if found.lower().endswith("@" + domain)
     )
     return BounceReport(
         recipients=recipients,
