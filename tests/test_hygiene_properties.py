@@ -113,7 +113,13 @@ def test_messy_mime_never_raises_from_the_front_end(raw: bytes) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[FIXTURE])
-@given(raw=st.one_of(messy_messages(), st.binary(max_size=2000)))
+@given(
+    raw=st.one_of(
+        messy_messages(),
+        st.binary(max_size=2000),
+        st.text(max_size=2000).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    )
+)
 def test_nothing_raises_out_of_the_pipeline(sqlite_app: App, raw: bytes) -> None:
     """Every message ends as an inbound row or a quarantine entry; nothing escapes."""
     with sqlite_app.sessions() as session:
