@@ -16,6 +16,7 @@ from casework.suppressions import active_suppression
 log = logging.getLogger(__name__)
 
 _HOUR = timedelta(hours=1)
+_GLOBAL = "\x00global"  # the memo key of the global cap (no address contains NUL)
 
 
 @dataclass(frozen=True)
@@ -48,41 +49,58 @@ class DeliveryGate:
 
     policy: CapPolicy
 
-    def check(self, session: Session, row: OutboxMessage, now: datetime) -> Hold | None:
-        """None when `row` may go now, else why it is held (the caller holds it)."""
+    def check(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        now: datetime,
+        memo: dict[str, Hold] | None = None,
+    ) -> Hold | None:
+        """None when `row` may go now, else why it is held (the caller holds it).
+
+        Within one claim counts only grow, so a hold decided for an address (or for the
+        global cap) is remembered in `memo`: a backlog of held mail costs no queries per row.
+        """
+        memo = {} if memo is None else memo
+        moderator = row.recipient in self.policy.exempt
+        known = memo.get(row.recipient) or (None if moderator else memo.get(_GLOBAL))
+        if known is not None:
+            return known
         suppression = active_suppression(session, row.recipient, now)
         if suppression is not None:
-            return Hold(
+            memo[row.recipient] = Hold(
                 HoldKind.SUPPRESSED,
                 f"{row.recipient} is suppressed until {suppression.until.isoformat()} "
                 f"({suppression.reason})",
             )
-        moderator = row.recipient in self.policy.exempt
+            return memo[row.recipient]
         cap = self.policy.moderator_cap if moderator else self.policy.per_address_cap
         if cap > 0:
             window = self.policy.per_address_window
             sent = _count_sent(session, now - window, row.recipient)
             if sent >= cap:
-                return Hold(
+                memo[row.recipient] = Hold(
                     HoldKind.ADDRESS_CAP,
                     f"{sent} messages to {row.recipient} in the last {window} (cap {cap})",
                 )
+                return memo[row.recipient]
         cap = 0 if moderator else self.policy.global_cap_per_hour
         if cap > 0:
             sent = _count_sent(session, now - _HOUR, None, exclude=self.policy.exempt)
             if sent >= cap:
-                return Hold(
+                memo[_GLOBAL] = Hold(
                     HoldKind.GLOBAL_CAP, f"{sent} automatic messages in the last hour (cap {cap})"
                 )
+                return memo[_GLOBAL]
         return None
 
-    def hold(self, session: Session, row: OutboxMessage, hold: Hold, now: datetime) -> None:
-        """Hold `row`; the operator hears of it once per hold (log warning and audit event)."""
+    def hold(self, session: Session, row: OutboxMessage, hold: Hold, now: datetime) -> bool:
+        """Hold `row`; True when this is a new hold (an audit event; the caller logs it)."""
         row.status = OutboxStatus.HELD
         row.claimed_at = None
         current = open_hold(session, row.id)
         if current is not None and current.kind is hold.kind:
-            return
+            return False
         if current is not None:
             current.released_at = now
         session.add(OutboxHold(outbox_id=row.id, kind=hold.kind, reason=hold.reason, held_at=now))
@@ -97,7 +115,8 @@ class DeliveryGate:
             hold=hold.kind.value,
             reason=hold.reason,
         )
-        log.warning("holding outbox #%s to %s: %s", row.id, row.recipient, hold.reason)
+        log.debug("holding outbox #%s to %s: %s", row.id, row.recipient, hold.reason)
+        return True
 
     def release(self, session: Session, row: OutboxMessage, now: datetime) -> None:
         """End the open hold of `row`, if any: the window allows it now."""
@@ -169,3 +188,9 @@ def held_counts(session: Session) -> dict[str, int]:
         .group_by(OutboxHold.kind)
     ).all()
     return {kind.value: int(count) for kind, count in rows}
+
+
+def log_holds(newly_held: dict[tuple[str, str], int]) -> None:
+    """One warning per address and reason per claim, however many messages a flood held."""
+    for (recipient, reason), count in sorted(newly_held.items()):
+        log.warning("holding %s message(s) to %s: %s", count, recipient, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from casework.audit import record_event
 from casework.db import transaction
 from casework.models import OutboxMessage, OutboxStatus
-from outbound.caps import DeliveryGate, held_by_gate
+from outbound.caps import DeliveryGate, Hold, held_by_gate, log_holds
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class Deliverer:
             due = or_(due, (OutboxMessage.status == OutboxStatus.HELD) & held_by_gate())
         claimed: list[OutboxMessage] = []
         after = 0
+        memo: dict[str, Hold] = {}
+        newly_held: Counter[tuple[str, str]] = Counter()
         with transaction(self.sessions) as session:
             while len(claimed) < self.batch_size:
                 rows = session.scalars(
@@ -159,17 +162,21 @@ class Deliverer:
                     after = row.id
                     if len(claimed) >= self.batch_size:
                         break
-                    hold = self.gate.check(session, row, now) if self.gate else None
-                    if hold is not None and self.gate is not None:
-                        self.gate.hold(session, row, hold, now)
-                        continue
                     if self.gate is not None:
+                        hold = self.gate.check(session, row, now, memo)
+                        if hold is not None:
+                            if row.status is not OutboxStatus.HELD and self.gate.hold(
+                                session, row, hold, now
+                            ):
+                                newly_held[(row.recipient, hold.reason)] += 1
+                            continue
                         self.gate.release(session, row, now)
                     row.status = OutboxStatus.SENDING
                     row.claimed_at = now
                     row.attempts += 1
                     session.flush()  # the caps count what this claim has taken so far
                     claimed.append(row)
+            log_holds(newly_held)
             return [(r.id, r.recipient, r.raw, _maildir_key(r)) for r in claimed]
 
     def _deliver(

@@ -59,7 +59,7 @@ def test_acknowledgements_past_the_per_address_cap_are_held_then_released(
         assert [h.kind for h in holds] == [HoldKind.ADDRESS_CAP] * 2
         events = session.scalars(select(AuditEvent).where(AuditEvent.kind == "delivery.held")).all()
         assert len(events) == 2 and all(e.case_id for e in events)
-    assert "holding outbox" in caplog.text
+    assert f"holding 2 message(s) to {SPAMMED}" in caplog.text
 
     # the operator is told once per hold, not on every flush
     capped.deliverer.flush(clock.now() + timedelta(minutes=10))
