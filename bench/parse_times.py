@@ -7,6 +7,7 @@ Times are wall-clock on this machine; nothing here is asserted by the test suite
 from __future__ import annotations
 
 import base64
+import contextlib
 import resource
 import sys
 import time
@@ -54,6 +55,9 @@ ADVERSARIAL: dict[str, Callable[[], bytes]] = {
     "nesting 20 (at the default limit)": lambda: nested(20),
     "nesting 5000 (refused by pre-scan)": lambda: nested(5000),
     "10,000 sibling parts": lambda: many_parts(10_000),
+    "20 boundaries, then 1,000,000 stray delimiter lines": lambda: nested(20).replace(
+        b"bottom\n", b"bottom\n" + b"--zz\n" * 1_000_000
+    ),
     "header block 200 KB (under the limit)": lambda: (
         HEAD + b"".join(f"X-H-{n}: {'v' * 90}\n".encode() for n in range(2000)) + b"\nbody\n"
     ),
@@ -108,11 +112,14 @@ def main() -> None:
     for name, build in ADVERSARIAL.items():
         raw = build()
         scan = time.perf_counter()
-        depth = mime_depth(raw)
+        with contextlib.suppress(MessageRefused):
+            prescan(raw, LIMITS)
         scan = time.perf_counter() - scan
+        depth = mime_depth(raw, stop_above=LIMITS.max_mime_depth)
         seconds, outcome = timed(raw)
+        over = "+" if depth > LIMITS.max_mime_depth else ""
         print(
-            f"  {1000 * seconds:8.1f} ms  {name} [{len(raw) / 1e6:.1f} MB, depth {depth}, "
+            f"  {1000 * seconds:8.1f} ms  {name} [{len(raw) / 1e6:.1f} MB, depth {depth}{over}, "
             f"pre-scan {1000 * scan:.1f} ms] -> {outcome[:70]}"
         )
     print("worker-side reading of hostile text (runs outside the parser process):")

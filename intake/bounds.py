@@ -43,11 +43,12 @@ def header_block_size(raw: bytes) -> int:
     return len(raw) if found is None else found.start()
 
 
-def mime_depth(raw: bytes) -> int:
+def mime_depth(raw: bytes, stop_above: int | None = None) -> int:
     """An upper estimate of multipart nesting, from boundary declarations and delimiter lines.
 
     RFC 2046 §5.1.1: a part ends at the next delimiter of an enclosing multipart, so a delimiter
-    line of an outer boundary closes every part opened inside it.
+    line of an outer boundary closes every part opened inside it. With `stop_above` the scan
+    ends as soon as the depth passes it, so the stack (and the work per line) stays bounded.
     """
     stack: list[bytes] = []
     deepest = 0
@@ -57,16 +58,17 @@ def mime_depth(raw: bytes) -> int:
             closing = token.endswith(b"--")
             if closing:
                 token = token[:-2]
-            for index in range(len(stack) - 1, -1, -1):
-                if stack[index] == token:
-                    del stack[index if closing else index + 1 :]
-                    break
+            if token in stack:  # the innermost part with this boundary, and all inside it
+                index = len(stack) - 1 - stack[::-1].index(token)
+                del stack[index if closing else index + 1 :]
             continue
-        if b"oundary" not in line and b"OUNDARY" not in line:
+        if b"=" not in line:  # no parameter, no boundary declaration
             continue
         for found in _BOUNDARY.finditer(line):
             stack.append((found.group(1) or found.group(2)).rstrip())
             deepest = max(deepest, len(stack))
+            if stop_above is not None and deepest > stop_above:
+                return deepest
     return deepest
 
 
@@ -77,10 +79,10 @@ def prescan(raw: bytes, limits: Limits) -> None:
         raise MessageRefused(
             f"header block of {size} bytes is over max_header_bytes ({limits.max_header_bytes})"
         )
-    depth = mime_depth(raw[: limits.max_message_bytes])
+    depth = mime_depth(raw[: limits.max_message_bytes], stop_above=limits.max_mime_depth)
     if depth > limits.max_mime_depth:
         raise MessageRefused(
-            f"MIME nesting of {depth} levels is over max_mime_depth ({limits.max_mime_depth})"
+            f"MIME nesting of more than {limits.max_mime_depth} levels (max_mime_depth)"
         )
 
 
