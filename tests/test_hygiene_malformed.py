@@ -173,3 +173,13 @@ def test_a_parse_over_its_memory_limit_is_refused() -> None:
     with pytest.raises(MessageRefused):
         parser.parse(raw)
     parser.close()
+
+
+def test_mime_depth_counts_nesting_not_siblings() -> None:
+    sibling = (
+        b'--outer\nContent-Type: multipart/alternative; boundary="inner"\n\n'
+        b"--inner\nContent-Type: text/plain\n\nx\n--inner--\n"
+    )
+    raw = b'Content-Type: multipart/mixed; boundary="outer"\n\n' + sibling * 500 + b"--outer--\n"
+    assert mime_depth(raw) == 2
+    assert mime_depth(nested(30), stop_above=10) == 11
