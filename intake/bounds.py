@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import re
+import signal
 import threading
 import weakref
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ class ParserCrashed(Exception):
 
 def _serve(connection: Connection, memory_limit: int) -> None:
     """The child: parse each message it is sent, under an address-space limit, until EOF."""
+    # Ctrl-C reaches the whole process group; the worker decides when to stop, not the child.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_memory(memory_limit)
     while True:
         try:
