@@ -16,7 +16,8 @@ from casework.people import ensure_person
 from casework.rules import RULES, guess_rule, is_question
 
 _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
-_ADDRESS = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+# Bounded repeats: an unbounded `[\w.+'-]+@` is quadratic on a long run of letters with no @.
+_ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}")
 
 
 class UnknownCase(LookupError):

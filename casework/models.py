@@ -491,3 +491,69 @@ class DigestRun(Base):
     day: Mapped[str] = mapped_column(String(10), unique=True)
     sent_at: Mapped[datetime]
     open_cases: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- mail hygiene: bounces, suppressed addresses, held outbound mail -----------------------------
+
+
+class BounceKind(StrEnum):
+    """RFC 3463 status classes: 5.x.x is permanent (hard), 4.x.x transient (soft)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    UNKNOWN = "unknown"
+
+
+class HoldKind(StrEnum):
+    """Why the deliverer is holding an outbox message back instead of sending it."""
+
+    ADDRESS_CAP = "address-cap"
+    GLOBAL_CAP = "global-cap"
+    SUPPRESSED = "suppressed"
+
+
+class Bounce(Base):
+    """A delivery report, tied to the outbox message and case it reports on when found."""
+
+    __tablename__ = "bounces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime]
+    inbound_id: Mapped[int] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="CASCADE"), index=True
+    )
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(320), index=True, default="")
+    status: Mapped[str] = mapped_column(String(16), default="")
+    action: Mapped[str] = mapped_column(String(32), default="")
+    kind: Mapped[BounceKind] = mapped_column(enum_column(BounceKind))
+    counted: Mapped[bool] = mapped_column(default=False)
+
+
+class Suppression(Base):
+    """An address the desk does not send to until `until`, after repeated hard bounces."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    bounces: Mapped[int] = mapped_column(Integer, default=0)
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+    cleared_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class OutboxHold(Base):
+    """One period during which an outbox message was held back, and why."""
+
+    __tablename__ = "outbox_holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[HoldKind] = mapped_column(enum_column(HoldKind))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    held_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]

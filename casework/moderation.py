@@ -216,7 +216,14 @@ class _Answer:
     now: datetime
 
     def conclude(
-        self, kind: str, lines: list[LineResult], headline: str, *, applied: bool, **detail: Any
+        self,
+        kind: str,
+        lines: list[LineResult],
+        headline: str,
+        *,
+        applied: bool,
+        answer: bool = True,
+        **detail: Any,
     ) -> bool:
         record_event(
             self.session,
@@ -229,6 +236,8 @@ class _Answer:
             **detail,
         )
         self.inbound.reason = f"{self.inbound.reason}; {headline}"[:200]
+        if not answer:
+            return applied
         _transcript(
             self.desk,
             self.session,
@@ -584,14 +593,20 @@ _APPLY: dict[Verb, Callable[[Applying, Planned], str]] = {
 
 
 def _keep_note(answer: _Answer) -> bool:
-    """No command at all: the typed text is an internal note (and the transcript says so)."""
+    """No command at all: the typed text is an internal note (and the transcript says so).
+
+    A command-less reply to one of our transcripts gets no transcript of its own: that is what
+    an unmarked auto-responder in a moderator's mailbox sends, and answering it would loop.
+    """
     answer.case.updated_at = answer.now
+    loop_safe = not _answers_a_transcript(answer.session, answer.inbound)
     if answer.block.text:
         return answer.conclude(
             "case.note",
             [],
             "No commands found; your text was kept as an internal note.",
             applied=True,
+            answer=loop_safe,
             text=answer.block.text,
         )
     return answer.conclude(
@@ -599,7 +614,17 @@ def _keep_note(answer: _Answer) -> bool:
         [],
         "No commands and no text found above the quoted message; nothing was done.",
         applied=False,
+        answer=loop_safe,
     )
+
+
+def _answers_a_transcript(session: Session, inbound: InboundMessage) -> bool:
+    if not inbound.in_reply_to:
+        return False
+    template = session.scalars(
+        select(OutboxMessage.template).where(OutboxMessage.message_id == inbound.in_reply_to)
+    ).first()
+    return template == "moderator/transcript"
 
 
 def _open_cases_about(session: Session, person_id: int, other_than: int) -> list[str]:

@@ -14,6 +14,7 @@ import hashlib
 import html
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
@@ -34,6 +35,7 @@ class AttachmentInfo:
     content_type: str
     size: int
     sha256: str
+    over_limit: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,25 +104,27 @@ def _ids(value: str) -> tuple[str, ...]:
     return tuple(_MSGID.findall(value))
 
 
-def _addresses(values: list[str]) -> tuple[str, ...]:
-    found = email.utils.getaddresses(values)
-    return tuple(addr.strip().lower() for _, addr in found if "@" in addr)
+def _addresses(values: Sequence[object]) -> tuple[str, ...]:
+    """Recipient addresses, split before decoding (see _first_address)."""
+    found = email.utils.getaddresses([_raw_text(v) for v in values])
+    return tuple(addr.strip().lower() for _, addr in found if _plain_address(addr))
 
 
-def parse_message(raw: bytes, *, max_bytes: int) -> ParsedMessage:
+def parse_message(
+    raw: bytes, *, max_bytes: int, max_attachment_bytes: int = 20 * 1024 * 1024
+) -> ParsedMessage:
     """Parse `raw`; over `max_bytes` only the headers and the start of the body are read."""
     truncated = len(raw) > max_bytes
     data = _truncate(raw, max_bytes) if truncated else raw
     headers = email.message_from_bytes(data, policy=email.policy.compat32)
-    parsed = mailparser.parse_from_bytes(data)
     from_name, from_address = _first_address(headers)
-    text = "\n".join(parsed.text_plain).strip()
-    body_html = "\n".join(parsed.text_html).strip()
+    reading = read_body(data, headers, max_attachment_bytes)
+    text, body_html = reading.text, reading.html
     if not text and body_html:
         text = html_to_text(body_html)
-    attachments = tuple(_attachment(a) for a in parsed.attachments)
-    defects = tuple(sorted(parsed.defects_categories))
-    date = parsed.date if isinstance(parsed.date, datetime) else None
+    attachments = reading.attachments
+    defects = reading.defects
+    date = reading.date
     subject = _decoded(headers.get("Subject", ""))
     return ParsedMessage(
         raw=raw,
@@ -128,8 +132,8 @@ def parse_message(raw: bytes, *, max_bytes: int) -> ParsedMessage:
         message_id=normalise_message_id(headers.get("Message-ID")),
         from_address=from_address,
         from_name=from_name,
-        to_addresses=_addresses([_decoded(v) for v in headers.get_all("To", [])]),
-        cc_addresses=_addresses([_decoded(v) for v in headers.get_all("Cc", [])]),
+        to_addresses=_addresses(headers.get_all("To", [])),
+        cc_addresses=_addresses(headers.get_all("Cc", [])),
         subject=" ".join(subject.split())[:998],
         date=as_utc(date) if date else None,
         in_reply_to=normalise_message_id(headers.get("In-Reply-To")),
@@ -143,14 +147,126 @@ def parse_message(raw: bytes, *, max_bytes: int) -> ParsedMessage:
     )
 
 
+@dataclass(frozen=True)
+class BodyReading:
+    """The readable content of a message: text, HTML, attachments and what was wrong with it."""
+
+    text: str
+    html: str
+    attachments: tuple[AttachmentInfo, ...]
+    defects: tuple[str, ...]
+    date: datetime | None
+
+
+def read_body(data: bytes, headers: Message, max_attachment_bytes: int) -> BodyReading:
+    """mail-parser's reading of the body; the standard library's when mail-parser fails."""
+    try:
+        parsed = mailparser.parse_from_bytes(data)
+        text = "\n".join(parsed.text_plain).strip()
+        body_html = "\n".join(parsed.text_html).strip()
+        attachments = [_attachment(a) for a in parsed.attachments]
+        defects = set(parsed.defects_categories)
+        date = parsed.date if isinstance(parsed.date, datetime) else None
+    except Exception as error:  # mail-parser has crashed on real bounces; read it ourselves
+        text, body_html, attachments, defects = _stdlib_reading(headers)
+        defects.add(f"MailParserFailed: {type(error).__name__}")
+        date = _header_date(headers)
+    kept = []
+    for attachment in attachments:
+        if attachment.size > max_attachment_bytes:
+            defects.add("AttachmentOverLimit")
+            attachment = AttachmentInfo(
+                filename=attachment.filename,
+                content_type=attachment.content_type,
+                size=attachment.size,
+                sha256=attachment.sha256,
+                over_limit=True,
+            )
+        kept.append(attachment)
+    return BodyReading(text, body_html, tuple(kept), tuple(sorted(defects)), date)
+
+
+def _stdlib_reading(
+    headers: Message,
+) -> tuple[str, str, list[AttachmentInfo], set[str]]:
+    texts: list[str] = []
+    htmls: list[str] = []
+    attachments: list[AttachmentInfo] = []
+    defects: set[str] = set()
+    for part in headers.walk():
+        defects.update(type(d).__name__ for d in getattr(part, "defects", []))
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        kind = part.get_content_type()
+        if filename or part.get_content_disposition() == "attachment":
+            attachments.append(
+                AttachmentInfo(
+                    filename=_decoded(filename or "")[:500],
+                    content_type=kind[:200],
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
+            )
+        elif kind in ("text/plain", "text/html"):
+            charset = part.get_content_charset() or "utf-8"
+            try:
+                decoded = data.decode(charset, "replace")
+            except LookupError:
+                defects.add("UnknownCharset")
+                decoded = data.decode("utf-8", "replace")
+            (htmls if kind == "text/html" else texts).append(decoded)
+    return "\n".join(texts).strip(), "\n".join(htmls).strip(), attachments, defects
+
+
+def _header_date(headers: Message) -> datetime | None:
+    try:
+        value = headers.get("Date")
+        return email.utils.parsedate_to_datetime(str(value)) if value else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def _first_address(headers: Message) -> tuple[str, str]:
+    """The sender's name and address.
+
+    RFC 2047 §5: encoded words may stand for a display name, never for an address, so the
+    header is split into addresses *before* anything is decoded; decoding first would let
+    an encoded "Evil\r\nBcc: x@example.org" in a name become an address of its own.
+    Only when no plain address is found (some mailers encode the whole header) is the
+    decoded text tried, and then only a single well-formed address is accepted.
+    """
     for name in ("From", "Sender", "Reply-To"):
-        for display, address in email.utils.getaddresses(
-            [_decoded(v) for v in headers.get_all(name, [])]
-        ):
-            if "@" in address:
-                return display.strip()[:300], address.strip().lower()[:320]
+        values = [_raw_text(v) for v in headers.get_all(name, [])]
+        for display, address in email.utils.getaddresses(values):
+            if _plain_address(address):
+                return _display(_decoded(display)), address.strip().lower()[:320]
+        found = [
+            (display, address)
+            for display, address in email.utils.getaddresses([_decoded(v) for v in values])
+            if _plain_address(address)
+        ]
+        if len(found) == 1:
+            return _display(found[0][0]), found[0][1].strip().lower()[:320]
     return "", ""
+
+
+_PLAIN_ADDRESS = re.compile(r"^(?!.*=\?)[^\s@<>()\[\],;:\\\"\x00-\x1f\x7f]{1,200}@[\w.-]{1,255}$")
+
+
+def _plain_address(address: str) -> bool:
+    return _PLAIN_ADDRESS.fullmatch(address.strip()) is not None
+
+
+def _display(name: str) -> str:
+    return " ".join(name.split())[:300]
+
+
+def _raw_text(value: object) -> str:
+    """A header value as it was written (8-bit bytes kept as surrogate escapes are replaced)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 def _decoded(value: object) -> str:

@@ -26,9 +26,12 @@ from casework.models import (
     QuarantineEntry,
 )
 from casework.routing import route_reply
+from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
+from intake.bounces import read_bounce
+from intake.bounds import BoundedParser, Limits, MessageRefused
 from intake.classify import ClassifyContext, Verdict, classify
 from intake.moderator_mail import handle_moderator_mail
-from intake.parse import ParsedMessage, parse_message, read_message_id, sha256_of
+from intake.parse import ParsedMessage, read_message_id, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +63,28 @@ class Result:
     case_id: int | None = None
     disposition: Disposition | None = None
     reason: str = ""
+    quarantine_id: int | None = None
 
 
 class Pipeline:
     """The path of every inbound message, whatever mailbox it came from."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], desk: Desk, *, max_message_bytes: int
+        self,
+        sessions: sessionmaker[Session],
+        desk: Desk,
+        *,
+        max_message_bytes: int,
+        limits: Limits | None = None,
+        suppression: SuppressionPolicy | None = None,
     ) -> None:
         self._sessions = sessions
         self._desk = desk
         self._max_bytes = max_message_bytes
+        self._parser = BoundedParser(
+            limits or Limits(max_message_bytes=max_message_bytes, parse_timeout=0)
+        )
+        self._suppression = suppression or SuppressionPolicy()
         self._classify_context = ClassifyContext(
             desk_address=desk.desk.address.lower(), desk_domain=desk.desk.domain
         )
@@ -79,7 +93,9 @@ class Pipeline:
         """Handle one message; never raises for bad mail, raises TemporaryFailure for outages."""
         sha256 = sha256_of(raw)
         try:
-            parsed = parse_message(raw, max_bytes=self._max_bytes)
+            parsed = self._parser.parse(raw)
+        except MessageRefused as error:
+            return self._quarantine(raw, sha256, source, now, "refused", error)
         except Exception as error:  # the parser met something it cannot read at all
             return self._quarantine(raw, sha256, source, now, "unparseable message", error)
         try:
@@ -106,6 +122,25 @@ class Pipeline:
             row = self._row(parsed, source, now, disposition, f"{verdict.verdict}: {verdict.rule}")
             session.add(row)
             session.flush()
+            if verdict.verdict is Verdict.BOUNCE:
+                record_bounce(
+                    session,
+                    row,
+                    read_bounce(parsed, self._desk.desk.domain),
+                    now,
+                    secret=self._desk.desk.token_secret,
+                    desk_address=self._desk.desk.address,
+                    policy=self._suppression,
+                )
+            elif verdict.verdict is Verdict.FEEDBACK_REPORT:
+                record_complaint(
+                    session,
+                    row,
+                    read_bounce(parsed, self._desk.desk.domain),
+                    now,
+                    secret=self._desk.desk.token_secret,
+                    desk_address=self._desk.desk.address,
+                )
             record_event(
                 session,
                 now,
@@ -113,8 +148,9 @@ class Pipeline:
                 message=row.id,
                 verdict=verdict.verdict.value,
                 rule=verdict.rule,
+                detail=verdict.detail,
             )
-            return Result(Outcome.PROCESSED, row.id, None, disposition, row.reason)
+            return Result(Outcome.PROCESSED, row.id, row.case_id, disposition, row.reason)
         if not parsed.from_address:
             row = self._row(parsed, source, now, Disposition.REJECTED, "no sender address")
             session.add(row)
@@ -258,7 +294,7 @@ class Pipeline:
                 record_event(
                     session, now, "message.quarantined", quarantine=entry.id, reason=entry.reason
                 )
-                return Result(Outcome.QUARANTINED, None, None, None, entry.reason)
+                return Result(Outcome.QUARANTINED, None, None, None, entry.reason, entry.id)
         except (OperationalError, DBAPIError) as failure:
             raise TemporaryFailure(f"cannot quarantine: {failure}") from failure
 

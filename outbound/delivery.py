@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mailbox
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from casework.audit import record_event
 from casework.db import transaction
 from casework.models import OutboxMessage, OutboxStatus
+from outbound.caps import DeliveryGate, Hold, held_by_gate, log_holds
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ class Deliverer:
     retry: RetryPolicy
     batch_size: int = 100
     lease: timedelta = timedelta(minutes=10)
+    gate: DeliveryGate | None = None
 
     def flush(self, now: datetime) -> dict[DeliveryResult, int]:
         """Deliver everything due at `now`; returns how many were sent, deferred, dead."""
@@ -134,26 +137,49 @@ class Deliverer:
     def _claim(self, now: datetime) -> list[tuple[int, str, bytes, str]]:
         # A row stuck in SENDING past its lease belonged to a worker that died mid-send:
         # sending it again may duplicate it, losing it would be worse.
+        due = or_(
+            (OutboxMessage.status == OutboxStatus.PENDING) & (OutboxMessage.next_attempt_at <= now),
+            (OutboxMessage.status == OutboxStatus.SENDING)
+            & (OutboxMessage.claimed_at <= now - self.lease),
+        )
+        if self.gate is not None:  # held by a cap: looked at again, oldest first
+            due = or_(due, (OutboxMessage.status == OutboxStatus.HELD) & held_by_gate())
+        claimed: list[OutboxMessage] = []
+        after = 0
+        memo: dict[str, Hold] = {}
+        newly_held: Counter[tuple[str, str]] = Counter()
         with transaction(self.sessions) as session:
-            rows = session.scalars(
-                select(OutboxMessage)
-                .where(
-                    or_(
-                        (OutboxMessage.status == OutboxStatus.PENDING)
-                        & (OutboxMessage.next_attempt_at <= now),
-                        (OutboxMessage.status == OutboxStatus.SENDING)
-                        & (OutboxMessage.claimed_at <= now - self.lease),
-                    )
-                )
-                .order_by(OutboxMessage.id)
-                .limit(self.batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
-            for row in rows:
-                row.status = OutboxStatus.SENDING
-                row.claimed_at = now
-                row.attempts += 1
-            return [(r.id, r.recipient, r.raw, _maildir_key(r)) for r in rows]
+            while len(claimed) < self.batch_size:
+                rows = session.scalars(
+                    select(OutboxMessage)
+                    .where(due)
+                    .where(OutboxMessage.id > after)
+                    .order_by(OutboxMessage.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                if not rows:
+                    break
+                for row in rows:
+                    after = row.id
+                    if len(claimed) >= self.batch_size:
+                        break
+                    if self.gate is not None:
+                        hold = self.gate.check(session, row, now, memo)
+                        if hold is not None:
+                            if row.status is not OutboxStatus.HELD and self.gate.hold(
+                                session, row, hold, now
+                            ):
+                                newly_held[(row.recipient, hold.reason)] += 1
+                            continue
+                        self.gate.release(session, row, now)
+                    row.status = OutboxStatus.SENDING
+                    row.claimed_at = now
+                    row.attempts += 1
+                    session.flush()  # the caps count what this claim has taken so far
+                    claimed.append(row)
+            log_holds(newly_held)
+            return [(r.id, r.recipient, r.raw, _maildir_key(r)) for r in claimed]
 
     def _deliver(
         self, row_id: int, recipient: str, raw: bytes, key: str, now: datetime

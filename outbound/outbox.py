@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import re
 import uuid
 from datetime import datetime
 from email.headerregistry import Address
@@ -15,9 +16,29 @@ from casework.models import OutboxMessage, OutboxStatus
 from casework.notices import AutoSubmitted, Notice, check_elements
 from casework.settings import DeskSettings
 from casework.tokens import ReplyToken, reply_address
+from outbound.headers import check_address, header_text, verify_composed
 from outbound.render import Renderer
 
 LOOP_HEADER = "X-SafetyDesk-Loop"
+# A thread header carries message ids only: no spaces, no line breaks, nothing to decode.
+_MSGID = re.compile(r"^<[^<>\s\x00-\x1f\x7f=?]{1,500}@[^<>\s\x00-\x1f\x7f=?]{1,250}>$")
+_OUR_HEADERS = {
+    "From",
+    "To",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Auto-Submitted",
+    "X-Auto-Response-Suppress",
+    LOOP_HEADER,
+    "X-SafetyDesk-Case",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+}
 
 
 class Outbox:
@@ -54,22 +75,26 @@ class Outbox:
         subject = rendered.subject
         if notice.case_id is not None and f"[TS-{notice.case_id}]" not in subject:
             subject = f"[TS-{notice.case_id}] {subject}"
+        recipient = check_address(notice.recipient)
         message = EmailMessage(policy=email.policy.SMTP)
-        message["From"] = Address(display_name=self._desk.name, addr_spec=self._desk.address)
-        message["To"] = Address(addr_spec=notice.recipient)
+        message["From"] = Address(
+            display_name=header_text(self._desk.name), addr_spec=self._desk.address
+        )
+        message["To"] = Address(addr_spec=recipient)
         if notice.case_id is not None and self._desk.token_secret:
             token = ReplyToken(notice.case_id, notice.party, notice.recipient)
             message["Reply-To"] = Address(
-                display_name=self._desk.name,
+                display_name=header_text(self._desk.name),
                 addr_spec=reply_address(self._desk.address, self._desk.token_secret, token),
             )
-        message["Subject"] = subject
+        message["Subject"] = header_text(subject, limit=900)
         message["Date"] = email.utils.format_datetime(now)
         message["Message-ID"] = message_id
-        if notice.in_reply_to:
+        if notice.in_reply_to and _MSGID.fullmatch(notice.in_reply_to):
             message["In-Reply-To"] = notice.in_reply_to
-        if notice.references:
-            message["References"] = " ".join(notice.references)
+        references = [i for i in notice.references if _MSGID.fullmatch(i)][-20:]
+        if references:
+            message["References"] = " ".join(references)
         # RFC 3834 §5: mark our automatic mail so well-behaved responders stay quiet.
         if notice.auto_submitted is not AutoSubmitted.NO:
             message["Auto-Submitted"] = notice.auto_submitted.value
@@ -80,6 +105,7 @@ class Outbox:
         message.set_content(rendered.text)
         if rendered.html is not None:
             message.add_alternative(rendered.html, subtype="html")
+        verify_composed(message, recipient, _OUR_HEADERS)
         return message
 
 

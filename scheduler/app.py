@@ -15,11 +15,13 @@ from casework.reminders import make_sweeps
 from casework.sweeps import EnforcementSweep
 from intake.maildir import MaildirSource
 from intake.pipeline import Pipeline, Result
+from outbound.caps import DeliveryGate
 from outbound.delivery import Deliverer, MaildirTransport, RetryPolicy, SmtpTransport, Transport
 from outbound.outbox import Outbox
 from outbound.render import Renderer
 from scheduler.config import IntakeSource, Settings
 from scheduler.config import Transport as TransportKind
+from scheduler.hygiene import cap_policy, hygiene_limits, suppression_policy
 
 
 class NotMigrated(Exception):
@@ -81,7 +83,13 @@ def build_app(
         policy=settings.policy,
         notices=outbox,
     )
-    pipeline = Pipeline(sessions, desk, max_message_bytes=settings.intake.max_message_bytes)
+    pipeline = Pipeline(
+        sessions,
+        desk,
+        max_message_bytes=settings.intake.max_message_bytes,
+        limits=hygiene_limits(settings),
+        suppression=suppression_policy(settings),
+    )
     outbound = settings.outbound
     deliverer = Deliverer(
         sessions=sessions,
@@ -94,6 +102,7 @@ def build_app(
         ),
         batch_size=outbound.batch_size,
         lease=timedelta(minutes=10),
+        gate=DeliveryGate(cap_policy(settings)),
     )
     sweeps: tuple[Callable[[datetime], object], ...] = (
         EnforcementSweep(desk, sessions),

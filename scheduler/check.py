@@ -86,7 +86,12 @@ def check_smtp(settings: Settings) -> CheckResult:
 
 
 def checks_for(settings: Settings) -> list[Callable[[], CheckResult]]:
-    checks: list[Callable[[], CheckResult]] = [lambda: check_database(settings)]
+    from scheduler.hygiene import check_hygiene
+
+    checks: list[Callable[[], CheckResult]] = [
+        lambda: check_database(settings),
+        lambda: check_hygiene(settings),
+    ]
     if settings.intake.source is IntakeSource.MAILDIR:
         checks.append(lambda: check_maildir("intake", settings.intake.maildir))
     if settings.outbound.transport is Transport.MAILDIR:

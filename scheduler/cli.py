@@ -15,12 +15,13 @@ from typing import Any
 from casework.cases import UnknownCase
 from casework.clock import Clock, FixedClock, SystemClock, as_utc
 from casework.db import make_engine, upgrade
-from casework.models import OutboxMessage, OutboxStatus, QuarantineEntry, QuarantineStatus
+from casework.models import OutboxMessage, OutboxStatus, QuarantineEntry
 from intake.pipeline import Outcome, SourceRef, TemporaryFailure
 from scheduler.app import App, NotMigrated, build_app
 from scheduler.cli_enforcement import add_parsers as add_enforcement_parsers
 from scheduler.cli_enforcement import dispatch as dispatch_enforcement
 from scheduler.config import ConfigError, Settings, load_settings
+from scheduler.hygiene import add_suppressions_parser, replay_outcome, run_suppressions
 from scheduler.views import list_cases, list_outbox, list_quarantine, quarantine_row, show_case
 
 EX_OK = 0
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     q_replay.add_argument("--now", type=_parse_now, metavar="ISO8601")
 
     add_enforcement_parsers(commands, _parse_now)
+    add_suppressions_parser(commands, _parse_now)
 
     demo = commands.add_parser("demo", help="the whole flow on SQLite and local Maildirs")
     demo.add_argument(
@@ -170,6 +172,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handled = dispatch_enforcement(app, args)
     if handled is not None:
         return handled
+    if args.command == "suppressions":
+        return run_suppressions(app.sessions, args)
     if args.command == "run":
         from scheduler.worker import run_forever, run_once
 
@@ -308,10 +312,7 @@ def _quarantine(app: App, session: Any, args: argparse.Namespace) -> int:
     from casework.db import transaction
 
     with transaction(app.sessions) as tx:
-        stored = tx.get_one(QuarantineEntry, args.id)
-        if result.outcome is not Outcome.QUARANTINED:
-            stored.status = QuarantineStatus.REPLAYED
-            stored.replayed_at = now
+        replay_outcome(tx, args.id, result, now)
     print(
         f"quarantine {args.id}: {result.outcome.value}"
         + (f" TS-{result.case_id}" if result.case_id else "")

@@ -102,6 +102,23 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class HygieneSettings:
+    """Mail hygiene: bounce suppression, rate caps and per-message limits (docs/hygiene.md)."""
+
+    suppress_after_bounces: int = 3
+    suppress_for: Duration = Duration(days=30)
+    per_address_cap: int = 5
+    per_address_window: Duration = Duration(seconds=3600)
+    global_cap_per_hour: int = 500
+    moderator_cap: int = 120
+    max_attachment_bytes: int = 20 * 1024 * 1024
+    max_header_bytes: int = 256 * 1024
+    max_mime_depth: int = 20
+    parse_timeout: Duration = Duration(seconds=10)
+    parse_memory_bytes: int = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -118,6 +135,7 @@ class Settings:
     policy: PolicySettings = PolicySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
+    hygiene: HygieneSettings = HygieneSettings()
     source_path: Path | None = field(default=None, compare=False)
 
 
@@ -322,6 +340,19 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "sweep_interval": _read_duration,
     },
     "logging": {"level": _read_level},
+    "hygiene": {
+        "suppress_after_bounces": _read_int,
+        "suppress_for": _read_duration,
+        "per_address_cap": _read_int,
+        "per_address_window": _read_duration,
+        "global_cap_per_hour": _read_int,
+        "moderator_cap": _read_int,
+        "max_attachment_bytes": _read_int,
+        "max_header_bytes": _read_int,
+        "max_mime_depth": _read_int,
+        "parse_timeout": _read_duration,
+        "parse_memory_bytes": _read_int,
+    },
 }
 
 # A secret NAME is given as NAME_file (a path) or NAME_env (a variable name), never inline.
@@ -468,6 +499,7 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
         policy=PolicySettings(**read.get("policy", {})),
         schedule=ScheduleSettings(**read.get("schedule", {})),
         logging=LoggingSettings(**read.get("logging", {})),
+        hygiene=HygieneSettings(**read.get("hygiene", {})),
         source_path=source,
     )
     if not settings.desk.token_secret:

@@ -1,0 +1,196 @@
+"""The delivery gate: rate caps and suppressed addresses hold outbound mail back, never drop it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from casework.audit import record_event
+from casework.models import HoldKind, OutboxHold, OutboxMessage, OutboxStatus
+from casework.suppressions import active_suppression
+
+log = logging.getLogger(__name__)
+
+_HOUR = timedelta(hours=1)
+_GLOBAL = "\x00global"  # the memo key of the global cap (no address contains NUL)
+
+
+@dataclass(frozen=True)
+class CapPolicy:
+    """How much automatic mail may go out; 0 switches a cap off.
+
+    Moderators (`exempt`) are outside the global cap and get their own, much higher
+    per-address cap: their mail is how they work the desk, and a flood of reports must
+    not cost them transcripts, but a moderator mailbox that auto-answers without saying
+    so must still not loop with the desk for ever. Suppression (a mailbox that
+    hard-bounces) applies to everyone. Held mail is sent later, never dropped.
+    """
+
+    per_address_cap: int = 5
+    per_address_window: timedelta = timedelta(hours=1)
+    global_cap_per_hour: int = 500
+    moderator_cap: int = 120
+    exempt: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Hold:
+    kind: HoldKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeliveryGate:
+    """Decides, row by row at claim time, whether an outbox message may be sent now."""
+
+    policy: CapPolicy
+
+    def check(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        now: datetime,
+        memo: dict[str, Hold] | None = None,
+    ) -> Hold | None:
+        """None when `row` may go now, else why it is held (the caller holds it).
+
+        Within one claim counts only grow, so a hold decided for an address (or for the
+        global cap) is remembered in `memo`: a backlog of held mail costs no queries per row.
+        """
+        memo = {} if memo is None else memo
+        moderator = row.recipient in self.policy.exempt
+        known = memo.get(row.recipient) or (None if moderator else memo.get(_GLOBAL))
+        if known is not None:
+            return known
+        suppression = active_suppression(session, row.recipient, now)
+        if suppression is not None:
+            memo[row.recipient] = Hold(
+                HoldKind.SUPPRESSED,
+                f"{row.recipient} is suppressed until {suppression.until.isoformat()} "
+                f"({suppression.reason})",
+            )
+            return memo[row.recipient]
+        cap = self.policy.moderator_cap if moderator else self.policy.per_address_cap
+        if cap > 0:
+            window = self.policy.per_address_window
+            sent = _count_sent(session, now - window, row.recipient)
+            if sent >= cap:
+                memo[row.recipient] = Hold(
+                    HoldKind.ADDRESS_CAP,
+                    f"{sent} messages to {row.recipient} in the last {window} (cap {cap})",
+                )
+                return memo[row.recipient]
+        cap = 0 if moderator else self.policy.global_cap_per_hour
+        if cap > 0:
+            sent = _count_sent(session, now - _HOUR, None, exclude=self.policy.exempt)
+            if sent >= cap:
+                memo[_GLOBAL] = Hold(
+                    HoldKind.GLOBAL_CAP, f"{sent} automatic messages in the last hour (cap {cap})"
+                )
+                return memo[_GLOBAL]
+        return None
+
+    def hold(self, session: Session, row: OutboxMessage, hold: Hold, now: datetime) -> bool:
+        """Hold `row`; True when this is a new hold (an audit event; the caller logs it)."""
+        row.status = OutboxStatus.HELD
+        row.claimed_at = None
+        current = open_hold(session, row.id)
+        if current is not None and current.kind is hold.kind:
+            return False
+        if current is not None:
+            current.released_at = now
+        session.add(OutboxHold(outbox_id=row.id, kind=hold.kind, reason=hold.reason, held_at=now))
+        row.last_error = f"held: {hold.reason}"[:2000]
+        record_event(
+            session,
+            now,
+            "delivery.held",
+            case_id=row.case_id,
+            outbox=row.id,
+            recipient=row.recipient,
+            hold=hold.kind.value,
+            reason=hold.reason,
+        )
+        log.debug("holding outbox #%s to %s: %s", row.id, row.recipient, hold.reason)
+        return True
+
+    def release(self, session: Session, row: OutboxMessage, now: datetime) -> None:
+        """End the open hold of `row`, if any: the window allows it now."""
+        current = open_hold(session, row.id)
+        if current is None:
+            return
+        current.released_at = now
+        row.last_error = ""
+        record_event(
+            session,
+            now,
+            "delivery.released",
+            case_id=row.case_id,
+            outbox=row.id,
+            recipient=row.recipient,
+            hold=current.kind.value,
+            held_since=current.held_at.isoformat(),
+        )
+        log.info("releasing outbox #%s to %s (%s)", row.id, row.recipient, current.kind.value)
+
+
+def open_hold(session: Session, outbox_id: int) -> OutboxHold | None:
+    return session.scalars(
+        select(OutboxHold)
+        .where(OutboxHold.outbox_id == outbox_id)
+        .where(OutboxHold.released_at.is_(None))
+        .order_by(OutboxHold.id.desc())
+    ).first()
+
+
+def held_by_gate() -> object:
+    """The condition for outbox rows the gate holds (and may release by itself)."""
+    return OutboxMessage.id.in_(
+        select(OutboxHold.outbox_id).where(OutboxHold.released_at.is_(None))
+    )
+
+
+def _count_sent(
+    session: Session,
+    since: datetime,
+    recipient: str | None,
+    *,
+    exclude: frozenset[str] = frozenset(),
+) -> int:
+    """Messages sent, or being sent, since `since` (to `recipient`, or to anyone not excluded)."""
+    query = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(
+            or_(
+                (OutboxMessage.status == OutboxStatus.SENT) & (OutboxMessage.sent_at >= since),
+                (OutboxMessage.status == OutboxStatus.SENDING)
+                & (OutboxMessage.claimed_at >= since),
+            )
+        )
+    )
+    if recipient is not None:
+        query = query.where(OutboxMessage.recipient == recipient)
+    if exclude:
+        query = query.where(OutboxMessage.recipient.not_in(sorted(exclude)))
+    return int(session.scalar(query) or 0)
+
+
+def held_counts(session: Session) -> dict[str, int]:
+    """How many outbox messages the gate holds, by reason (for `safetydesk check`)."""
+    rows = session.execute(
+        select(OutboxHold.kind, func.count())
+        .where(OutboxHold.released_at.is_(None))
+        .group_by(OutboxHold.kind)
+    ).all()
+    return {kind.value: int(count) for kind, count in rows}
+
+
+def log_holds(newly_held: dict[tuple[str, str], int]) -> None:
+    """One warning per address and reason per claim, however many messages a flood held."""
+    for (recipient, reason), count in sorted(newly_held.items()):
+        log.warning("holding %s message(s) to %s: %s", count, recipient, reason)
