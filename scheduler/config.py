@@ -57,6 +57,9 @@ class ImapSettings:
     poll_interval: Duration = Duration(seconds=60)
     batch_size: int = 200
     timeout: Duration = Duration(seconds=30)
+    reconnect_min: Duration = Duration(seconds=1)
+    reconnect_max: Duration = Duration(seconds=300)
+    login_alert_after: int = 3
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,9 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "poll_interval": _read_duration,
         "batch_size": _read_int,
         "timeout": _read_duration,
+        "reconnect_min": _read_duration,
+        "reconnect_max": _read_duration,
+        "login_alert_after": _read_int,
     },
     "outbound": {
         "transport": _read_enum(Transport),
