@@ -25,6 +25,7 @@ from intake.imap_client import (
     connect,
 )
 from intake.imap_cursor import advance_cursor, already_handled, read_cursor
+from intake.imap_parse import ParseAhead
 from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class ImapOptions:
     reconnect_min: float = 1.0
     reconnect_max: float = 300.0
     login_alert_after: int = 3
+    parse_workers: int = 1
     idle_renew_seconds: float = IDLE_RENEW_SECONDS
 
     @property
@@ -90,6 +92,9 @@ class PassReport:
     moved: int = 0
     quarantined_on_server: int = 0
     skipped_known: int = 0
+    fetch_seconds: float = 0.0
+    pipeline_seconds: float = 0.0
+    settle_seconds: float = 0.0
 
 
 class ImapIntake:
@@ -111,6 +116,7 @@ class ImapIntake:
         self._monotonic = monotonic
         self._connection: ImapConnection | None = None
         self._folders_ready = False
+        self._parser = ParseAhead(options.max_message_bytes, options.parse_workers)
         self.login_failures = 0
 
     # --- one pass ----------------------------------------------------------------------------
@@ -127,6 +133,7 @@ class ImapIntake:
             raise
 
     def close(self) -> None:
+        self._parser.close()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -184,6 +191,17 @@ class ImapIntake:
             if should_stop():
                 break
             self._batch(connection, folder, uids[start : start + size], now, should_stop, report)
+        if report.results:
+            log.info(
+                "%s: %d messages handled (%d known already); fetch %.2fs, pipeline %.2fs, "
+                "move/flag %.2fs",
+                key,
+                len(report.results),
+                report.skipped_known,
+                report.fetch_seconds,
+                report.pipeline_seconds,
+                report.settle_seconds,
+            )
         return report
 
     def _batch(
@@ -200,9 +218,15 @@ class ImapIntake:
             recorded, quarantined = already_handled(session, key, folder.uidvalidity, batch)
         report.skipped_known += len(recorded) + len(quarantined)
         todo = [uid for uid in batch if uid not in recorded and uid not in quarantined]
+        clock = self._monotonic
+        started = clock()
         raws = self._fetch(connection, todo)
+        report.fetch_seconds += clock() - started
         done, bad = sorted(recorded), sorted(quarantined)
         handled_upto = 0
+        started = clock()
+        fetched = [uid for uid in todo if uid in raws]
+        parsed_ahead = self._parser.parse_all([raws[uid] for uid in fetched])
         try:
             for uid in batch:
                 if uid in recorded or uid in quarantined:
@@ -218,14 +242,17 @@ class ImapIntake:
                         uidvalidity=folder.uidvalidity,
                         uid=uid,
                     )
-                    result = self._pipeline.process(raw, source, now())
+                    result = self._pipeline.process(raw, source, now(), next(parsed_ahead))
                     report.results.append(result)
                     (bad if result.outcome is Outcome.QUARANTINED else done).append(uid)
                 # A UID whose message vanished (expunged by someone else) is simply passed.
                 handled_upto = uid
         finally:
+            report.pipeline_seconds += clock() - started
+            started = clock()
             # Whatever committed is settled on the server even when a later message failed.
             self._settle(connection, folder, done, bad, report)
+            report.settle_seconds += clock() - started
             if handled_upto:
                 with transaction(self._sessions) as session:
                     advance_cursor(session, key, folder.uidvalidity, handled_upto, now())

@@ -72,13 +72,20 @@ class Pipeline:
             desk_address=desk.desk.address.lower(), desk_domain=desk.desk.domain
         )
 
-    def process(self, raw: bytes, source: SourceRef, now: datetime) -> Result:
-        """Handle one message; never raises for bad mail, raises TemporaryFailure for outages."""
+    def process(
+        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+    ) -> Result:
+        """Handle one message; never raises for bad mail, raises TemporaryFailure for outages.
+
+        `parsed` is `raw` already parsed with this pipeline's size limit (done off the database
+        path by a bulk reader); without it the message is parsed here.
+        """
         sha256 = sha256_of(raw)
-        try:
-            parsed = parse_message(raw, max_bytes=self._max_bytes)
-        except Exception as error:  # the parser met something it cannot read at all
-            return self._quarantine(raw, sha256, source, now, "unparseable message", error)
+        if parsed is None:
+            try:
+                parsed = parse_message(raw, max_bytes=self._max_bytes)
+            except Exception as error:  # the parser met something it cannot read at all
+                return self._quarantine(raw, sha256, source, now, "unparseable message", error)
         try:
             with transaction(self._sessions) as session:
                 return self._handle(session, parsed, source, now)

@@ -60,6 +60,7 @@ class ImapSettings:
     reconnect_min: Duration = Duration(seconds=1)
     reconnect_max: Duration = Duration(seconds=300)
     login_alert_after: int = 3
+    parse_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "reconnect_min": _read_duration,
         "reconnect_max": _read_duration,
         "login_alert_after": _read_int,
+        "parse_workers": _read_int,
     },
     "outbound": {
         "transport": _read_enum(Transport),

@@ -41,6 +41,7 @@ def imap_options(settings: Settings) -> ImapOptions:
         reconnect_min=max(imap.reconnect_min.approximate().total_seconds(), 0.1),
         reconnect_max=max(imap.reconnect_max.approximate().total_seconds(), 0.1),
         login_alert_after=max(imap.login_alert_after, 1),
+        parse_workers=imap.parse_workers,
     )
 
 

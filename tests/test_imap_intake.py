@@ -135,8 +135,10 @@ class RestartingPipeline(Pipeline):
         self._after = after
         self.seen = 0
 
-    def process(self, raw: bytes, source: SourceRef, now: datetime) -> Result:
-        result = super().process(raw, source, now)
+    def process(
+        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+    ) -> Result:
+        result = super().process(raw, source, now, parsed)
         self.seen += 1
         if self.seen == self._after:
             self._server.restart()
