@@ -88,7 +88,7 @@ def check_imap(
     """Log in and examine the folder; also report login failures the worker has recorded."""
     options = imap_options(settings)
     endpoint = options.endpoint
-    where = f"{endpoint.username}@{endpoint.host}:{endpoint.port} ({endpoint.tls})"
+    where = f"{endpoint.username} at {endpoint.host}:{endpoint.port} ({endpoint.tls})"
     worker_note = ""
     if sessions is not None:
         try:

@@ -24,11 +24,14 @@ from casework.models import (
     OutboxMessage,
     QuarantineEntry,
 )
-from intake.imap import LOGIN_FAILING, ImapIntake
+from intake.imap import LOGIN_FAILING, LOGIN_RECOVERED, ImapIntake
 from intake.imap_client import (
+    Endpoint,
+    ImapConnection,
     ImapConnectionError,
     ImapLoginError,
     ImapTlsError,
+    connect,
 )
 from intake.parse import ParsedMessage
 from intake.pipeline import Outcome, Pipeline, Result, SourceRef
@@ -431,22 +434,37 @@ def test_starttls_never_falls_back_to_plain_text(
 def test_repeated_login_failures_show_up_in_check(
     imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
 ) -> None:
-    app = imap_app(login_alert_after=3)
+    app = imap_app(login_alert_after=2)
     good_ok, good_detail = check_imap(app.settings, app.sessions)
     assert good_ok, good_detail
     assert "login accepted" in good_detail
 
-    bad_app = _app_with_password(app, "wrong password")
-    intake = ImapIntake(imap_options(bad_app.settings), bad_app.pipeline, bad_app.sessions)
-    for _ in range(3):
+    # The account's password is changed under the worker; later the operator fixes it.
+    password = ["wrong password"]
+
+    def connector(endpoint: Endpoint) -> ImapConnection:
+        return connect(replace(endpoint, password=password[0]))
+
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions, connector=connector)
+    for _ in range(2):
         with pytest.raises(ImapLoginError):
             intake.run_pass(clock.now)
     assert count(app, AuditEvent, AuditEvent.kind == LOGIN_FAILING) == 1
 
-    ok, detail = check_imap(bad_app.settings, bad_app.sessions)
+    bad_ok, bad_detail = check_imap(_app_with_password(app, "wrong password").settings)
+    assert not bad_ok
+    assert "login refused" in bad_detail
+    # With the right password `check` logs in, but still shows what the worker went through.
+    ok, detail = check_imap(app.settings, app.sessions)
     assert not ok
-    assert "login refused" in detail
-    assert "3 refused logins" in detail
+    assert "the worker reported 2 refused logins in a row" in detail
+
+    password[0] = imap_server.password
+    intake.run_pass(clock.now)
+    intake.close()
+    assert count(app, AuditEvent, AuditEvent.kind == LOGIN_RECOVERED) == 1
+    ok, detail = check_imap(app.settings, app.sessions)
+    assert ok, detail
 
 
 def _app_with_password(app: App, password: str) -> App:
