@@ -134,12 +134,14 @@ def main() -> int:
         intake = ImapIntake(imap_options(settings), app.pipeline, app.sessions)
         profiler = cProfile.Profile() if args.profile else None
         started = time.perf_counter()
+        cpu_started = time.process_time()
         if profiler:
             profiler.enable()
         report = intake.run_pass(clock.now)
         if profiler:
             profiler.disable()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         intake.close()
 
         with app.sessions() as session:
@@ -153,7 +155,9 @@ def main() -> int:
             f"{len(report.results)} messages in {elapsed:.2f}s = "
             f"{len(report.results) / elapsed:.0f} messages/s "
             f"({rows} inbound rows, {cases} cases, {left} left in INBOX)\n"
-            f"  fetch {report.fetch_seconds:.2f}s, pipeline {report.pipeline_seconds:.2f}s "
+            f"  worker CPU {cpu / max(len(report.results), 1) * 1000:.2f} ms/message "
+            f"(on an idle machine: ~{len(report.results) / max(cpu, 1e-9):.0f} messages/s), "
+            f"fetch {report.fetch_seconds:.2f}s, pipeline {report.pipeline_seconds:.2f}s "
             f"({report.pipeline_seconds / max(len(report.results), 1) * 1000:.2f} ms/message), "
             f"move/flag {report.settle_seconds:.2f}s; IMAP side alone "
             f"{len(report.results) / max(report.fetch_seconds + report.settle_seconds, 1e-9):.0f}"
