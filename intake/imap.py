@@ -19,6 +19,7 @@ from casework.models import AuditEvent
 from intake.imap_client import (
     Endpoint,
     FolderState,
+    ImapCommandError,
     ImapConnection,
     ImapError,
     ImapLoginError,
@@ -139,6 +140,7 @@ class ImapIntake:
             self._connection = None
 
     def _drop(self) -> None:
+        self._folders_ready = False  # a folder may have gone with the error: check on reconnect
         if self._connection is not None:
             self._connection.abort()
             self._connection = None
@@ -220,7 +222,7 @@ class ImapIntake:
         todo = [uid for uid in batch if uid not in recorded and uid not in quarantined]
         clock = self._monotonic
         started = clock()
-        raws = self._fetch(connection, todo)
+        raws, present = self._fetch(connection, todo)
         report.fetch_seconds += clock() - started
         done, bad = sorted(recorded), sorted(quarantined)
         handled_upto = 0
@@ -235,6 +237,9 @@ class ImapIntake:
                 if should_stop():
                     break
                 raw = raws.get(uid)
+                if raw is None and uid in present:
+                    # It exists but the server sent no body: never step over it.
+                    raise ImapCommandError(f"{key}: the server returned no body for UID {uid}")
                 if raw is not None:
                     source = SourceRef(
                         label=f"{key} uid={uid}",
@@ -257,10 +262,12 @@ class ImapIntake:
                 with transaction(self._sessions) as session:
                     advance_cursor(session, key, folder.uidvalidity, handled_upto, now())
 
-    def _fetch(self, connection: ImapConnection, uids: Sequence[int]) -> dict[int, bytes]:
-        """Whole bodies in one FETCH; an oversized message only as headers and the body's start."""
+    def _fetch(
+        self, connection: ImapConnection, uids: Sequence[int]
+    ) -> tuple[dict[int, bytes], set[int]]:
+        """The messages, and the UIDs that exist; bodies in one FETCH, oversized ones in part."""
         if not uids:
-            return {}
+            return {}, set()
         limit = self.options.max_message_bytes
         sizes = connection.sizes(uids)
         small = [uid for uid in uids if uid in sizes and sizes[uid] <= limit]
@@ -276,7 +283,9 @@ class ImapIntake:
                 partial = connection.head_and_start(uid, limit)
                 if partial is not None:
                     raws[uid] = partial
-        return raws
+        # A message expunged before the size FETCH is gone and its UID passed over; one that
+        # vanished between the two FETCHes is retried on the next pass (it will be gone then).
+        return raws, set(sizes)
 
     def _settle(
         self,

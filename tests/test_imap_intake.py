@@ -257,6 +257,54 @@ def test_idle_picks_up_new_mail_within_seconds(
     assert imap_server.message_ids(PROCESSED) == ["<pushed@client.example>"]
 
 
+def test_without_idle_new_mail_is_picked_up_by_polling(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(idle=False, poll_interval="PT1S")
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions)
+    stop = threading.Event()
+    thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
+    thread.start()
+    try:
+        _wait_until(lambda: intake._connection is not None, 10)
+        imap_server.deliver(make_mail(message_id="<polled@client.example>"))
+        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+        assert not _is_idling(intake)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert imap_server.message_ids(PROCESSED) == ["<polled@client.example>"]
+
+
+def test_idle_is_reissued_and_still_delivers(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    # IDLE renewed every 0.3 s (in production: 25 minutes, inside RFC 2177's 29).
+    app = imap_app(poll_interval="PT10M")
+    options = replace(imap_options(app.settings), idle_renew_seconds=0.3)
+    intake = ImapIntake(options, app.pipeline, app.sessions)
+    passes: list[int] = []
+    run_pass = intake.run_pass
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        passes.append(1)
+        return run_pass(*args, **kwargs)
+
+    intake.run_pass = counting  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
+    thread.start()
+    try:
+        _wait_until(lambda: len(passes) >= 4, 10)
+        imap_server.deliver(make_mail(message_id="<after-renewals@client.example>"))
+        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
 def _is_idling(intake: ImapIntake) -> bool:
     connection = intake._connection
     return connection is not None and connection._idling
