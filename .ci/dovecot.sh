@@ -15,14 +15,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 policy=/usr/sbin/policy-rc.d
-created_policy=0
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' > "$policy"
-    chmod 755 "$policy"
-    created_policy=1
+backup=""
+if [ -e "$policy" ]; then
+    backup=$(mktemp)
+    cp -p "$policy" "$backup"
 fi
+# 101 = "action forbidden": invoke-rc.d then starts no service while the package installs.
+printf '#!/bin/sh\nexit 101\n' > "$policy"
+chmod 755 "$policy"
 cleanup() {
-    if [ "$created_policy" -eq 1 ]; then
+    if [ -n "$backup" ]; then
+        mv "$backup" "$policy"
+    else
         rm -f "$policy"
     fi
 }

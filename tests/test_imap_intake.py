@@ -24,7 +24,7 @@ from casework.models import (
     OutboxMessage,
     QuarantineEntry,
 )
-from intake.imap import LOGIN_FAILING, LOGIN_RECOVERED, ImapIntake
+from intake.imap import LOGIN_FAILING, LOGIN_RECOVERED, Backoff, ImapIntake
 from intake.imap_client import (
     Endpoint,
     ImapConnection,
@@ -209,6 +209,51 @@ def test_flag_mode_leaves_mail_in_place_marked_seen(
     assert [r.outcome for r in results] == [Outcome.PROCESSED]
     assert count(app, InboundMessage) == 3
     assert count(app, Case) == 3
+
+
+def test_without_move_copy_and_uid_expunge_leave_other_deleted_mail_alone(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app()
+    imap_server.deliver(make_mail(message_id="<someone-elses@client.example>"))
+    with imap_server.client() as client:
+        client.select_folder("INBOX")
+        client.add_flags(client.search(), [b"\\Deleted"])  # marked by a person, not expunged
+    imap_server.deliver(*mails(3))
+
+    def without_move(endpoint: Endpoint) -> ImapConnection:
+        connection = connect(endpoint)
+        connection._capabilities = connection.capabilities - {b"MOVE"}
+        return connection
+
+    intake = ImapIntake(
+        imap_options(app.settings), app.pipeline, app.sessions, connector=without_move
+    )
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert len(report.results) == 3
+    assert report.moved == 3
+    assert len(imap_server.uids(PROCESSED)) == 3
+    if imap_server.kind != "pymap":  # pymap's maildir COPY stores empty copies (a pymap bug)
+        expected = sorted(f"<m-{i}@client.example>" for i in range(3))
+        assert imap_server.message_ids(PROCESSED) == expected
+    with imap_server.client() as client:
+        client.select_folder("INBOX", readonly=True)
+        left = client.search()
+    assert len(left) == 1  # UID EXPUNGE removed only the desk's copies
+    assert count(app, InboundMessage) == 3
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(1.0, 10.0, uniform=lambda low, high: high)
+    assert [backoff.next_delay() for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    backoff.reset()
+    low = Backoff(1.0, 10.0, uniform=lambda low, high: low)
+    assert [low.next_delay() for _ in range(3)] == [0.5, 1.0, 2.0]
+    jittered = Backoff(2.0, 60.0)
+    delays = [jittered.next_delay() for _ in range(4)]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, [2.0, 4.0, 8.0, 16.0], strict=True))
 
 
 def test_messages_are_not_marked_read_before_they_are_handled(
