@@ -453,6 +453,14 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
             )
     if intake.source is IntakeSource.IMAP and not imap.username:
         raise ConfigError('[intake.imap] username: missing required key (source is "imap")')
+    for key, other in (
+        ("processed_folder", imap.processed_folder),
+        ("quarantine_folder", imap.quarantine_folder),
+    ):
+        if other == imap.folder:
+            raise ConfigError(
+                f"[intake.imap] {key}: must not be the folder that is read ({other!r})"
+            )
     database = dict(read.get("database", {}))
     if database.get("url", "").startswith("sqlite:///"):
         database["url"] = _anchor_sqlite(database["url"], base)

@@ -78,9 +78,9 @@ def worker(config: Path, *args: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
-    pymap_server: ImapServer, tmp_path: Path
+    imap_server: ImapServer, tmp_path: Path
 ) -> None:
-    server = pymap_server
+    server = imap_server
     config = write_config(tmp_path, server, batch_size=25)
     engine = make_engine(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
     upgrade(engine)

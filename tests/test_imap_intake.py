@@ -576,3 +576,20 @@ def test_unreachable_server_is_a_connection_error(
     ok, detail = check_imap(app.settings)
     assert not ok
     assert "Connection" in detail or "refused" in detail
+
+
+def test_config_refuses_moving_mail_into_the_folder_it_reads(
+    make_settings: SettingsFactory, sqlite_url: str
+) -> None:
+    from scheduler.config import ConfigError
+
+    imap = {"username": "desk", "password_env": "HOME", "processed_folder": "INBOX"}
+    with pytest.raises(ConfigError, match="processed_folder: must not be the folder"):
+        make_settings(sqlite_url, intake={"source": "imap", "imap": imap})
+    imap = {"username": "desk", "password_env": "HOME", "quarantine_folder": "INBOX"}
+    with pytest.raises(ConfigError, match="quarantine_folder: must not be the folder"):
+        make_settings(sqlite_url, intake={"source": "imap", "imap": imap})
+    # tls = "none" stays refused for anything but loopback.
+    imap = {"username": "desk", "password_env": "HOME", "host": "imap.example.org", "tls": "none"}
+    with pytest.raises(ConfigError, match="loopback"):
+        make_settings(sqlite_url, intake={"source": "imap", "imap": imap})
