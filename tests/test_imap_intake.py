@@ -34,7 +34,7 @@ from intake.imap_client import (
     connect,
 )
 from intake.parse import ParsedMessage
-from intake.pipeline import Outcome, Pipeline, Result, SourceRef
+from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
 from scheduler.app import App, build_app
 from scheduler.config import Settings
 from scheduler.imap_intake import check_imap, imap_options
@@ -394,6 +394,50 @@ def test_server_restart_mid_batch_loses_and_duplicates_nothing(
     assert imap_server.message_ids(PROCESSED) == sorted(
         f"<m-{i}@client.example>" for i in range(12)
     )
+
+
+class OutagePipeline(Pipeline):
+    """The real pipeline; the database "goes away" at message number `at` (once)."""
+
+    def __init__(self, app: App, at: int) -> None:
+        super().__init__(
+            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
+        )
+        self._at = at
+        self.seen = 0
+
+    def process(
+        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+    ) -> Result:
+        self.seen += 1
+        if self.seen == self._at:
+            raise TemporaryFailure("database unavailable: connection refused")
+        return super().process(raw, source, now, parsed)
+
+
+def test_database_outage_moves_only_what_was_committed(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(batch_size=10)
+    imap_server.deliver(*mails(6))
+    intake = ImapIntake(imap_options(app.settings), OutagePipeline(app, at=4), app.sessions)
+
+    with pytest.raises(TemporaryFailure):
+        intake.run_pass(clock.now)
+
+    assert count(app, InboundMessage) == 3
+    assert imap_server.message_ids(PROCESSED) == [f"<m-{i}@client.example>" for i in range(3)]
+    assert len(imap_server.uids("INBOX")) == 3
+    with app.sessions() as session:
+        assert session.scalars(select(MailboxCursor.last_uid)).one() == 3
+
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert len(report.results) == 3
+    assert count(app, InboundMessage) == 6
+    assert count(app, Case) == 6
+    assert imap_server.uids("INBOX") == []
 
 
 def test_uidvalidity_change_rescans_without_processing_twice(
