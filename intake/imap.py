@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -36,6 +36,8 @@ SEEN = b"\\Seen"
 FLAGGED = b"\\Flagged"
 # RFC 2177: a client should re-issue IDLE at least every 29 minutes; stay well inside that.
 IDLE_RENEW_SECONDS = 25 * 60
+# One FETCH of whole bodies carries at most this much, whatever the batch size.
+FETCH_BYTES = 64 * 1024 * 1024
 LOGIN_FAILING = "intake.imap.login_failing"
 LOGIN_RECOVERED = "intake.imap.login_recovered"
 
@@ -271,7 +273,9 @@ class ImapIntake:
         limit = self.options.max_message_bytes
         sizes = connection.sizes(uids)
         small = [uid for uid in uids if uid in sizes and sizes[uid] <= limit]
-        raws = connection.bodies(small)
+        raws: dict[int, bytes] = {}
+        for group in _by_total_size(small, sizes, FETCH_BYTES):
+            raws.update(connection.bodies(group))
         for uid in uids:
             if uid in sizes and sizes[uid] > limit:
                 log.info(
@@ -417,6 +421,20 @@ class ImapIntake:
             except ImapError:
                 self._drop()
                 raise
+
+
+def _by_total_size(uids: Sequence[int], sizes: dict[int, int], budget: int) -> Iterator[list[int]]:
+    """`uids` in order, cut into groups of at most `budget` bytes (a bigger one goes alone)."""
+    group: list[int] = []
+    total = 0
+    for uid in uids:
+        if group and total + sizes[uid] > budget:
+            yield group
+            group, total = [], 0
+        group.append(uid)
+        total += sizes[uid]
+    if group:
+        yield group
 
 
 def _announces_mail(response: object) -> bool:

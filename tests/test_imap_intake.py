@@ -637,3 +637,11 @@ def test_config_refuses_moving_mail_into_the_folder_it_reads(
     imap = {"username": "desk", "password_env": "HOME", "host": "imap.example.org", "tls": "none"}
     with pytest.raises(ConfigError, match="loopback"):
         make_settings(sqlite_url, intake={"source": "imap", "imap": imap})
+
+
+def test_whole_bodies_are_fetched_in_groups_of_bounded_size() -> None:
+    from intake.imap import _by_total_size
+
+    sizes = {1: 40, 2: 40, 3: 40, 4: 200, 5: 10}
+    assert list(_by_total_size([1, 2, 3, 4, 5], sizes, 100)) == [[1, 2], [3], [4], [5]]
+    assert list(_by_total_size([], sizes, 100)) == []
