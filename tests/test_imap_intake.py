@@ -568,6 +568,19 @@ def test_starttls_never_falls_back_to_plain_text(
     assert "TLS" in detail
 
 
+def test_implicit_tls_to_a_plain_text_server_is_a_tls_error(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(tls="ssl")
+    imap_server.deliver(*mails(1))
+
+    with pytest.raises(ImapTlsError):
+        app.poll(clock.now())
+
+    assert count(app, InboundMessage) == 0
+    assert len(imap_server.uids("INBOX")) == 1
+
+
 def test_repeated_login_failures_show_up_in_check(
     imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
 ) -> None:
