@@ -49,7 +49,10 @@ class FolderState:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to connect; `tls` is "ssl", "starttls" or "none"."""
+    """Where and how to connect; `tls` is "ssl", "starttls" or "none".
+
+    Certificates are checked against the system's trust store, or `ca_file` when given.
+    """
 
     host: str
     port: int
@@ -57,6 +60,7 @@ class Endpoint:
     username: str
     password: str
     timeout: float
+    ca_file: str = ""
 
 
 @contextlib.contextmanager
@@ -249,7 +253,7 @@ class ImapConnection:
 def connect(endpoint: Endpoint, *, ssl_context: ssl.SSLContext | None = None) -> ImapConnection:
     """Connect, secure the channel as configured and log in; never downgrades to plain text."""
     where = f"{endpoint.host}:{endpoint.port} ({endpoint.tls})"
-    context = ssl_context or ssl.create_default_context()
+    context = ssl_context or ssl.create_default_context(cafile=endpoint.ca_file or None)
     with translated(f"connect to {where}"):
         client = imapclient.IMAPClient(
             endpoint.host,

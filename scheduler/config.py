@@ -61,6 +61,7 @@ class ImapSettings:
     reconnect_max: Duration = Duration(seconds=300)
     login_alert_after: int = 3
     parse_workers: int = 1
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "reconnect_max": _read_duration,
         "login_alert_after": _read_int,
         "parse_workers": _read_int,
+        "ca_file": _read_path,
     },
     "outbound": {
         "transport": _read_enum(Transport),

@@ -29,6 +29,7 @@ def imap_options(settings: Settings) -> ImapOptions:
             username=imap.username,
             password=imap.password,
             timeout=imap.timeout.approximate().total_seconds(),
+            ca_file=str(imap.ca_file) if imap.ca_file else "",
         ),
         folder=imap.folder,
         processed_folder=imap.processed_folder,

@@ -65,6 +65,29 @@ class ImapServer:
     username: str = USERNAME
     password: str = PASSWORD
     process: subprocess.Popen[bytes] | None = None
+    tls: bool = False
+
+    @property
+    def certificate(self) -> Path:
+        """The server's self-signed certificate (for 127.0.0.1) when started with TLS."""
+        return self.root / "cert.pem"
+
+    def make_certificate(self) -> None:
+        if self.certificate.exists():
+            return
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                "-keyout", str(self.root / "key.pem"), "-out", str(self.certificate),
+                "-days", "2", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        (self.root / "key.pem").chmod(0o644)
 
     def start(self) -> None:
         raise NotImplementedError
@@ -131,12 +154,17 @@ class PymapServer(ImapServer):
         (data / "pymap-etc-shadow").write_text(f"{self.username}:{hashed}\n")
         log = self.root / "pymap.log"
         pymap = Path(sys.executable).parent / "pymap"
+        tls = []
+        if self.tls:
+            self.make_certificate()
+            tls = ["--cert", str(self.certificate), "--key", str(self.root / "key.pem")]
         command = [
             str(pymap) if pymap.exists() else "pymap",
             "--host",
             self.host,
             "--port",
             str(self.port),
+            *tls,
             "--no-service",
             "admin",
             "maildir",
@@ -170,6 +198,10 @@ class DovecotServer(ImapServer):
             entry = pwd.getpwnam(mail_user)
             os.chown(root / "mail", entry.pw_uid, entry.pw_gid)
         (root / "passwd").write_text(f"{self.username}:{{PLAIN}}{self.password}\n")
+        ssl = "ssl = no"
+        if self.tls:
+            self.make_certificate()
+            ssl = f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{root / 'key.pem'}"
         config = root / "dovecot.conf"
         config.write_text(
             f"""
@@ -179,7 +211,7 @@ instance_name = safetydesk-test-{self.port}
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -259,13 +291,19 @@ protocol imap {{
             time.sleep(0.02)
 
 
-def make_server(kind: str) -> ImapServer:
+def make_server(kind: str, *, tls: bool = False) -> ImapServer:
     """A started server of `kind` ("pymap" or "dovecot") in its own world-readable temp dir."""
     if kind == "dovecot" and not (shutil.which("dovecot") and shutil.which("doveadm")):
         service_missing("dovecot is not installed (run .ci/dovecot.sh)")
+    if tls and not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make the test certificate")
     root = Path(tempfile.mkdtemp(prefix=f"safetydesk-{kind}-"))
     root.chmod(0o755)
-    server: ImapServer = DovecotServer(kind, root) if kind == "dovecot" else PymapServer(kind, root)
+    server: ImapServer = (
+        DovecotServer(kind, root, tls=tls)
+        if kind == "dovecot"
+        else PymapServer(kind, root, tls=tls)
+    )
     try:
         server.start()
     except BaseException:
@@ -279,6 +317,17 @@ def make_server(kind: str) -> ImapServer:
 def imap_server(request: pytest.FixtureRequest) -> Iterator[ImapServer]:
     """The same conversation, once against pymap and once against Dovecot."""
     server = make_server(str(request.param))
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(params=["pymap", pytest.param("dovecot", marks=pytest.mark.dovecot)])
+def tls_imap_server(request: pytest.FixtureRequest) -> Iterator[ImapServer]:
+    """A server offering STARTTLS with a self-signed certificate for 127.0.0.1."""
+    server = make_server(str(request.param), tls=True)
     try:
         yield server
     finally:

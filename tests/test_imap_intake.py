@@ -568,6 +568,39 @@ def test_starttls_never_falls_back_to_plain_text(
     assert "TLS" in detail
 
 
+def test_starttls_with_a_trusted_certificate_reads_mail(
+    tls_imap_server: ImapServer, imap_settings: Callable[..., Settings], clock: FixedClock
+) -> None:
+    server = tls_imap_server
+    app = build_app(
+        imap_settings(server, tls="starttls", ca_file=str(server.certificate)), migrate=True
+    )
+    server.deliver(*mails(2))
+
+    assert [r.outcome for r in app.poll(clock.now())] == [Outcome.PROCESSED] * 2
+
+    assert count(app, Case) == 2
+    assert server.uids("INBOX") == []
+    ok, detail = check_imap(app.settings, app.sessions)
+    assert ok, detail
+    app.engine.dispose()
+
+
+def test_starttls_with_an_untrusted_certificate_is_refused(
+    tls_imap_server: ImapServer, imap_settings: Callable[..., Settings], clock: FixedClock
+) -> None:
+    server = tls_imap_server
+    app = build_app(imap_settings(server, tls="starttls"), migrate=True)  # system CAs only
+    server.deliver(*mails(1))
+
+    with pytest.raises(ImapTlsError, match="certificate verify failed"):
+        app.poll(clock.now())
+
+    assert count(app, InboundMessage) == 0
+    assert len(server.uids("INBOX")) == 1
+    app.engine.dispose()
+
+
 def test_implicit_tls_to_a_plain_text_server_is_a_tls_error(
     imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
 ) -> None:
