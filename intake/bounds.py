@@ -95,7 +95,7 @@ def _serve(connection: Connection, memory_limit: int) -> None:
     """The child: parse each message it is sent, under an address-space limit, until EOF."""
     # Ctrl-C reaches the whole process group; the worker decides when to stop, not the child.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _limit_memory(memory_limit)
+    limit_memory(memory_limit)
     while True:
         try:
             raw, max_bytes, max_attachment_bytes = connection.recv()
@@ -118,7 +118,7 @@ def _serve(connection: Connection, memory_limit: int) -> None:
             connection.send(("memory", None))
 
 
-def _limit_memory(limit: int) -> None:
+def limit_memory(limit: int) -> None:
     import resource
 
     if limit > 0:

@@ -81,23 +81,29 @@ class Pipeline:
         self._sessions = sessions
         self._desk = desk
         self._max_bytes = max_message_bytes
-        self._parser = BoundedParser(
-            limits or Limits(max_message_bytes=max_message_bytes, parse_timeout=0)
-        )
+        self.limits = limits or Limits(max_message_bytes=max_message_bytes, parse_timeout=0)
+        self._parser = BoundedParser(self.limits)
         self._suppression = suppression or SuppressionPolicy()
         self._classify_context = ClassifyContext(
             desk_address=desk.desk.address.lower(), desk_domain=desk.desk.domain
         )
 
-    def process(self, raw: bytes, source: SourceRef, now: datetime) -> Result:
-        """Handle one message; never raises for bad mail, raises TemporaryFailure for outages."""
+    def process(
+        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+    ) -> Result:
+        """Handle one message; never raises for bad mail, raises TemporaryFailure for outages.
+
+        `parsed` is `raw` already parsed under this pipeline's `limits` (done off the database
+        path by a bulk reader); without it the message is parsed here, in the bounded parser.
+        """
         sha256 = sha256_of(raw)
-        try:
-            parsed = self._parser.parse(raw)
-        except MessageRefused as error:
-            return self._quarantine(raw, sha256, source, now, "refused", error)
-        except Exception as error:  # the parser met something it cannot read at all
-            return self._quarantine(raw, sha256, source, now, "unparseable message", error)
+        if parsed is None:
+            try:
+                parsed = self._parser.parse(raw)
+            except MessageRefused as error:
+                return self._quarantine(raw, sha256, source, now, "refused", error)
+            except Exception as error:  # the parser met something it cannot read at all
+                return self._quarantine(raw, sha256, source, now, "unparseable message", error)
         try:
             with transaction(self._sessions) as session:
                 return self._handle(session, parsed, source, now)

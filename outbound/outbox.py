@@ -7,7 +7,7 @@ import email.utils
 import re
 import uuid
 from datetime import datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
@@ -41,12 +41,32 @@ _OUR_HEADERS = {
 }
 
 
+class CachingHeaderRegistry(HeaderRegistry):
+    """The email package's header registry, minus building a new header class on every use.
+
+    `HeaderRegistry[name]` creates a fresh class each time a header is set; the classes carry no
+    state, so one per header name is enough. That was a third of the time spent composing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        found = self._classes.get(key)
+        if found is None:
+            found = self._classes[key] = super().__getitem__(name)
+        return found
+
+
 class Outbox:
     """The NoticeSink that renders notices and stores them for the delivery job."""
 
     def __init__(self, desk: DeskSettings, renderer: Renderer) -> None:
         self._desk = desk
         self._renderer = renderer
+        self._policy = email.policy.SMTP.clone(header_factory=CachingHeaderRegistry())
 
     def queue(self, session: Session, notice: Notice, now: datetime) -> OutboxMessage:
         message_id = make_message_id(self._desk.domain)
@@ -76,7 +96,7 @@ class Outbox:
         if notice.case_id is not None and f"[TS-{notice.case_id}]" not in subject:
             subject = f"[TS-{notice.case_id}] {subject}"
         recipient = check_address(notice.recipient)
-        message = EmailMessage(policy=email.policy.SMTP)
+        message = EmailMessage(policy=self._policy)
         message["From"] = Address(
             display_name=header_text(self._desk.name), addr_spec=self._desk.address
         )

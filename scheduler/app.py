@@ -44,7 +44,9 @@ class App:
         if settings.source is IntakeSource.MAILDIR:
             source = MaildirSource(settings.maildir)
             return source.drain(lambda raw, ref: self.pipeline.process(raw, ref, now), should_stop)
-        raise NotImplementedError("IMAP intake")
+        from scheduler.imap_intake import poll_imap
+
+        return poll_imap(self.settings, self.pipeline, self.sessions, now, should_stop)
 
 
 def build_transport(settings: Settings) -> Transport:

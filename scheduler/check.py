@@ -85,6 +85,19 @@ def check_smtp(settings: Settings) -> CheckResult:
         return CheckResult("smtp", False, f"{where}: {type(error).__name__}: {error}")
 
 
+def check_imap_login(settings: Settings) -> CheckResult:
+    """Log in to the intake mailbox; also shows login failures the worker has recorded."""
+    from casework.db import make_sessions
+    from scheduler.imap_intake import check_imap
+
+    engine = make_engine(settings.database.url)
+    try:
+        ok, detail = check_imap(settings, make_sessions(engine))
+    finally:
+        engine.dispose()
+    return CheckResult("imap", ok, detail)
+
+
 def checks_for(settings: Settings) -> list[Callable[[], CheckResult]]:
     from scheduler.hygiene import check_hygiene
 
@@ -94,6 +107,8 @@ def checks_for(settings: Settings) -> list[Callable[[], CheckResult]]:
     ]
     if settings.intake.source is IntakeSource.MAILDIR:
         checks.append(lambda: check_maildir("intake", settings.intake.maildir))
+    else:
+        checks.append(lambda: check_imap_login(settings))
     if settings.outbound.transport is Transport.MAILDIR:
         checks.append(lambda: check_maildir("outbound", settings.outbound.maildir))
     else:

@@ -16,6 +16,7 @@ from casework.cases import UnknownCase
 from casework.clock import Clock, FixedClock, SystemClock, as_utc
 from casework.db import make_engine, upgrade
 from casework.models import OutboxMessage, OutboxStatus, QuarantineEntry
+from intake.imap_client import ImapError
 from intake.pipeline import Outcome, SourceRef, TemporaryFailure
 from scheduler.app import App, NotMigrated, build_app
 from scheduler.cli_enforcement import add_parsers as add_enforcement_parsers
@@ -146,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownCase as error:
         print(f"safetydesk: {error}", file=sys.stderr)
         return EX_FAILURE
+    except ImapError as error:
+        print(f"safetydesk: IMAP: {error}", file=sys.stderr)
+        return EX_TEMPFAIL
 
 
 def _load(path: Path | None) -> Settings:

@@ -57,6 +57,11 @@ class ImapSettings:
     poll_interval: Duration = Duration(seconds=60)
     batch_size: int = 200
     timeout: Duration = Duration(seconds=30)
+    reconnect_min: Duration = Duration(seconds=1)
+    reconnect_max: Duration = Duration(seconds=300)
+    login_alert_after: int = 3
+    parse_workers: int = 1
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -298,6 +303,11 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "poll_interval": _read_duration,
         "batch_size": _read_int,
         "timeout": _read_duration,
+        "reconnect_min": _read_duration,
+        "reconnect_max": _read_duration,
+        "login_alert_after": _read_int,
+        "parse_workers": _read_int,
+        "ca_file": _read_path,
     },
     "outbound": {
         "transport": _read_enum(Transport),
@@ -487,6 +497,14 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
             )
     if intake.source is IntakeSource.IMAP and not imap.username:
         raise ConfigError('[intake.imap] username: missing required key (source is "imap")')
+    for key, other in (
+        ("processed_folder", imap.processed_folder),
+        ("quarantine_folder", imap.quarantine_folder),
+    ):
+        if other == imap.folder:
+            raise ConfigError(
+                f"[intake.imap] {key}: must not be the folder that is read ({other!r})"
+            )
     database = dict(read.get("database", {}))
     if database.get("url", "").startswith("sqlite:///"):
         database["url"] = _anchor_sqlite(database["url"], base)

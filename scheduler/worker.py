@@ -15,6 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from casework.clock import Clock
 from scheduler.app import App
+from scheduler.config import IntakeSource
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,17 @@ def run_forever(app: App, clock: Clock) -> None:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         timezone="UTC",
     )
-    for job in jobs_for(app, stopper):
+    jobs = jobs_for(app, stopper)
+    consumer: threading.Thread | None = None
+    if app.settings.intake.source is IntakeSource.IMAP:
+        # The mailbox is read by its own thread that IDLEs; the poll job would only compete.
+        from scheduler.imap_intake import start_imap_consumer
+
+        jobs = [job for job in jobs if job.name != "poll"]
+        consumer = start_imap_consumer(
+            app.settings, app.pipeline, app.sessions, clock, stopper.event
+        )
+    for job in jobs:
         scheduler.add_job(
             _guarded(job, clock, stopper),
             "interval",
@@ -93,11 +104,15 @@ def run_forever(app: App, clock: Clock) -> None:
             next_run_time=clock.now(),
         )
     scheduler.start()
-    log.info("worker started: %s", ", ".join(job.name for job in jobs_for(app, stopper)))
+    names = [job.name for job in jobs] + (["imap"] if consumer is not None else [])
+    log.info("worker started: %s", ", ".join(names))
     try:
         while not stopper.event.wait(timeout=1.0):
             pass
     finally:
+        stopper.event.set()
+        if consumer is not None:
+            consumer.join(timeout=120)
         scheduler.shutdown(wait=True)
         app.engine.dispose()
         log.info("worker stopped")

@@ -20,6 +20,7 @@ CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REQUIRE_SERVICES = os.environ.get("SAFETYDESK_REQUIRE_SERVICES") == "1"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+pytest_plugins = ["tests.imap_servers"]
 MODERATORS = ["asha.moderator@ecareermentor.in", "ravi.moderator@ecareermentor.in"]
 
 

@@ -1,0 +1,186 @@
+"""Throughput of the IMAP intake: N messages from a local Dovecot (or pymap) into the database.
+
+Usage: .venv/bin/python bench/imap_throughput.py [--messages 2000] [--server dovecot|pymap]
+       [--database sqlite|postgres] [--batch-size 200] [--after move|flag] [--profile]
+
+Starts its own server on a free loopback port (as the tests do), delivers the messages,
+then times one `run_pass` of the intake over them and prints messages per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, select
+
+from casework.clock import FixedClock
+from casework.models import Case, InboundMessage
+from intake.imap import ImapIntake
+from scheduler.app import build_app
+from scheduler.config import parse_settings
+from scheduler.imap_intake import imap_options
+from tests.imap_servers import make_server
+from tests.mail import make_mail
+
+
+def corpus(n: int, kind: str = "report") -> list[bytes]:
+    """Reports from n different students, some with an attachment, a few replies' worth of text.
+
+    With kind "automated" every message carries Auto-Submitted, so the pipeline records it and
+    opens no case: that measures the intake and the pipeline's own path without the casework.
+    """
+    headers = {"Auto-Submitted": "auto-replied"} if kind == "automated" else None
+    messages = []
+    for i in range(n):
+        attachments = (
+            [("screenshot.png", "image/png", secrets.token_bytes(2048))] if i % 10 == 0 else None
+        )
+        messages.append(
+            make_mail(
+                sender=f"student{i}@example.com",
+                name=f"Student {i}",
+                subject=f"Mentor {i % 37} asked me to pay outside the platform",
+                body=(
+                    f"Hello, my mentor mentor{i % 37}@example.com asked me to pay him directly "
+                    "on WhatsApp instead of through eCareerMentor. He said it would be cheaper.\n"
+                )
+                * 4,
+                message_id=f"<bench-{i}-{uuid.uuid4().hex}@client.example>",
+                attachments=attachments,
+                headers=headers,
+            )
+        )
+    return messages
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--server", choices=["dovecot", "pymap"], default="dovecot")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--after", choices=["move", "flag"], default="move")
+    parser.add_argument("--kind", choices=["report", "automated"], default="report")
+    parser.add_argument("--parse-workers", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="safetydesk-bench-"))
+    server = make_server(args.server)
+    db_name = ""
+    try:
+        if args.database == "postgres":
+            import psycopg
+
+            db_name = f"safetydesk_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(
+                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+            ) as admin:
+                admin.execute(f'CREATE DATABASE "{db_name}"')
+            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db_name}"
+        else:
+            url = f"sqlite:///{work / 'desk.sqlite3'}"
+        (work / "secret").write_text(secrets.token_hex(32))
+        (work / "imap-password").write_text(server.password)
+        settings = parse_settings(
+            {
+                "desk": {
+                    "address": "mentor4u@ecareermentor.in",
+                    "token_secret_file": str(work / "secret"),
+                },
+                "database": {"url": url},
+                "intake": {
+                    "source": "imap",
+                    "imap": {
+                        "host": server.host,
+                        "port": server.port,
+                        "tls": "none",
+                        "username": server.username,
+                        "password_file": str(work / "imap-password"),
+                        "processed_folder": "Processed",
+                        "batch_size": args.batch_size,
+                        "after_processing": args.after,
+                        "parse_workers": args.parse_workers,
+                    },
+                },
+                "outbound": {"transport": "maildir", "maildir": str(work / "out")},
+                "moderators": {"addresses": ["asha.moderator@ecareermentor.in"]},
+            },
+            base=work,
+            environ=dict(os.environ),
+        )
+        app = build_app(settings, migrate=True)
+        messages = corpus(args.messages, args.kind)
+        started = time.perf_counter()
+        with server.client() as client:
+            for start in range(0, len(messages), 500):
+                client.multiappend("INBOX", messages[start : start + 500])
+        print(f"delivered {len(messages)} messages in {time.perf_counter() - started:.1f}s")
+
+        clock = FixedClock(datetime(2027, 1, 4, 9, 0, tzinfo=UTC))
+        intake = ImapIntake(imap_options(settings), app.pipeline, app.sessions)
+        profiler = cProfile.Profile() if args.profile else None
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        if profiler:
+            profiler.enable()
+        report = intake.run_pass(clock.now)
+        if profiler:
+            profiler.disable()
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        intake.close()
+
+        with app.sessions() as session:
+            rows = session.scalar(select(func.count()).select_from(InboundMessage))
+            cases = session.scalar(select(func.count()).select_from(Case))
+        left = len(server.uids("INBOX")) if args.after == "move" else 0
+        print(
+            f"{args.server} -> {args.database}, {args.kind}, batch {args.batch_size}, "
+            f"parse workers {args.parse_workers}, "
+            f"{args.after}: "
+            f"{len(report.results)} messages in {elapsed:.2f}s = "
+            f"{len(report.results) / elapsed:.0f} messages/s "
+            f"({rows} inbound rows, {cases} cases, {left} left in INBOX)\n"
+            f"  worker CPU {cpu / max(len(report.results), 1) * 1000:.2f} ms/message "
+            f"(= {len(report.results) / max(cpu, 1e-9):.0f} messages/s with a core to itself), "
+            f"fetch {report.fetch_seconds:.2f}s, pipeline {report.pipeline_seconds:.2f}s "
+            f"({report.pipeline_seconds / max(len(report.results), 1) * 1000:.2f} ms/message), "
+            f"move/flag {report.settle_seconds:.2f}s; IMAP side alone "
+            f"{len(report.results) / max(report.fetch_seconds + report.settle_seconds, 1e-9):.0f}"
+            " messages/s"
+        )
+        if profiler:
+            pstats.Stats(profiler).sort_stats(
+                os.environ.get("BENCH_SORT", "cumulative")
+            ).print_stats(35)
+        app.engine.dispose()
+        return 0 if rows == args.messages and left == 0 else 1
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        if db_name:
+            import psycopg
+
+            with psycopg.connect(
+                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+            ) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,453 @@
+"""The IMAP mailbox as the desk's intake: batched, exactly-once, with IDLE push and reconnects."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from casework.audit import record_event
+from casework.db import transaction
+from casework.models import AuditEvent
+from intake.imap_client import (
+    Endpoint,
+    FolderState,
+    ImapCommandError,
+    ImapConnection,
+    ImapError,
+    ImapLoginError,
+    connect,
+)
+from intake.imap_cursor import advance_cursor, already_handled, read_cursor
+from intake.imap_parse import ParseAhead
+from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
+
+log = logging.getLogger(__name__)
+
+PROCESSED_KEYWORD = b"$SafetyDeskProcessed"
+SEEN = b"\\Seen"
+FLAGGED = b"\\Flagged"
+# RFC 2177: a client should re-issue IDLE at least every 29 minutes; stay well inside that.
+IDLE_RENEW_SECONDS = 25 * 60
+# One FETCH of whole bodies carries at most this much, whatever the batch size.
+FETCH_BYTES = 64 * 1024 * 1024
+LOGIN_FAILING = "intake.imap.login_failing"
+LOGIN_RECOVERED = "intake.imap.login_recovered"
+
+Connector = Callable[[Endpoint], ImapConnection]
+
+
+@dataclass(frozen=True)
+class ImapOptions:
+    """Everything the intake needs to know, taken from [intake] and [intake.imap]."""
+
+    endpoint: Endpoint
+    folder: str = "INBOX"
+    processed_folder: str = "SafetyDesk/Processed"
+    quarantine_folder: str = ""
+    move: bool = True
+    idle: bool = True
+    poll_seconds: float = 60.0
+    batch_size: int = 200
+    max_message_bytes: int = 25 * 1024 * 1024
+    reconnect_min: float = 1.0
+    reconnect_max: float = 300.0
+    login_alert_after: int = 3
+    parse_workers: int = 1
+    idle_renew_seconds: float = IDLE_RENEW_SECONDS
+
+    @property
+    def mailbox_key(self) -> str:
+        """How the database names this folder (inbound rows and the cursor)."""
+        return f"imap://{self.endpoint.username}@{self.endpoint.host}/{self.folder}"
+
+
+@dataclass
+class Backoff:
+    """Exponential delays with jitter: min * 2^(n-1), capped, scaled by a random 50-100%."""
+
+    minimum: float
+    maximum: float
+    uniform: Callable[[float, float], float] = random.uniform
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        ceiling = min(self.maximum, self.minimum * 2 ** min(self.failures - 1, 32))
+        return float(self.uniform(ceiling / 2, ceiling))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass
+class PassReport:
+    """What one pass over the folder did."""
+
+    results: list[Result] = field(default_factory=list)
+    moved: int = 0
+    quarantined_on_server: int = 0
+    skipped_known: int = 0
+    fetch_seconds: float = 0.0
+    pipeline_seconds: float = 0.0
+    settle_seconds: float = 0.0
+
+
+class ImapIntake:
+    """Reads one IMAP folder into the pipeline; keeps its connection between passes."""
+
+    def __init__(
+        self,
+        options: ImapOptions,
+        pipeline: Pipeline,
+        sessions: sessionmaker[Session],
+        *,
+        connector: Connector = connect,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.options = options
+        self._pipeline = pipeline
+        self._sessions = sessions
+        self._connector = connector
+        self._monotonic = monotonic
+        self._connection: ImapConnection | None = None
+        self._folders_ready = False
+        self._parser = ParseAhead(pipeline.limits, options.parse_workers)
+        self.login_failures = 0
+
+    # --- one pass ----------------------------------------------------------------------------
+
+    def run_pass(
+        self, now: Callable[[], datetime], should_stop: Callable[[], bool] = lambda: False
+    ) -> PassReport:
+        """Connect if needed and handle everything waiting; raises ImapError or TemporaryFailure."""
+        connection = self._connect(now)
+        try:
+            return self._drain(connection, now, should_stop)
+        except ImapError:
+            self._drop()
+            raise
+
+    def close(self) -> None:
+        self._parser.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _drop(self) -> None:
+        self._folders_ready = False  # a folder may have gone with the error: check on reconnect
+        if self._connection is not None:
+            self._connection.abort()
+            self._connection = None
+
+    def _connect(self, now: Callable[[], datetime]) -> ImapConnection:
+        if self._connection is not None:
+            return self._connection
+        try:
+            connection = self._connector(self.options.endpoint)
+        except ImapLoginError as error:
+            self._login_failed(error, now())
+            raise
+        if self.login_failures:
+            self._login_recovered(now())
+        self._connection = connection
+        if not self._folders_ready:
+            try:
+                if self.options.move:
+                    connection.ensure_folder(self.options.processed_folder)
+                if self.options.quarantine_folder:
+                    connection.ensure_folder(self.options.quarantine_folder)
+            except ImapError:
+                self._drop()
+                raise
+            self._folders_ready = True
+        return connection
+
+    def _drain(
+        self,
+        connection: ImapConnection,
+        now: Callable[[], datetime],
+        should_stop: Callable[[], bool],
+    ) -> PassReport:
+        folder = connection.select(self.options.folder)
+        key = self.options.mailbox_key
+        with transaction(self._sessions) as session:
+            cursor = read_cursor(session, key)
+        if cursor.uidvalidity and cursor.uidvalidity != folder.uidvalidity:
+            log.warning(
+                "%s: UIDVALIDITY changed from %d to %d; reading the whole folder again "
+                "(messages seen before are recognised by Message-ID and content)",
+                key,
+                cursor.uidvalidity,
+                folder.uidvalidity,
+            )
+        uids = connection.uids_from(cursor.first_uid_for(folder.uidvalidity))
+        report = PassReport()
+        size = max(self.options.batch_size, 1)
+        for start in range(0, len(uids), size):
+            if should_stop():
+                break
+            self._batch(connection, folder, uids[start : start + size], now, should_stop, report)
+        if report.results:
+            log.info(
+                "%s: %d messages handled (%d known already); fetch %.2fs, pipeline %.2fs, "
+                "move/flag %.2fs",
+                key,
+                len(report.results),
+                report.skipped_known,
+                report.fetch_seconds,
+                report.pipeline_seconds,
+                report.settle_seconds,
+            )
+        return report
+
+    def _batch(
+        self,
+        connection: ImapConnection,
+        folder: FolderState,
+        batch: Sequence[int],
+        now: Callable[[], datetime],
+        should_stop: Callable[[], bool],
+        report: PassReport,
+    ) -> None:
+        key = self.options.mailbox_key
+        with transaction(self._sessions) as session:
+            recorded, quarantined = already_handled(session, key, folder.uidvalidity, batch)
+        report.skipped_known += len(recorded) + len(quarantined)
+        todo = [uid for uid in batch if uid not in recorded and uid not in quarantined]
+        clock = self._monotonic
+        started = clock()
+        raws, present = self._fetch(connection, todo)
+        report.fetch_seconds += clock() - started
+        done, bad = sorted(recorded), sorted(quarantined)
+        handled_upto = 0
+        started = clock()
+        fetched = [uid for uid in todo if uid in raws]
+        parsed_ahead = self._parser.parse_all([raws[uid] for uid in fetched])
+        try:
+            for uid in batch:
+                if uid in recorded or uid in quarantined:
+                    handled_upto = uid
+                    continue
+                if should_stop():
+                    break
+                raw = raws.get(uid)
+                if raw is None and uid in present:
+                    # It exists but the server sent no body: never step over it.
+                    raise ImapCommandError(f"{key}: the server returned no body for UID {uid}")
+                if raw is not None:
+                    source = SourceRef(
+                        label=f"{key} uid={uid}",
+                        mailbox=key,
+                        uidvalidity=folder.uidvalidity,
+                        uid=uid,
+                    )
+                    result = self._pipeline.process(raw, source, now(), next(parsed_ahead))
+                    report.results.append(result)
+                    (bad if result.outcome is Outcome.QUARANTINED else done).append(uid)
+                # A UID whose message vanished (expunged by someone else) is simply passed.
+                handled_upto = uid
+        finally:
+            report.pipeline_seconds += clock() - started
+            started = clock()
+            # Whatever committed is settled on the server even when a later message failed.
+            self._settle(connection, folder, done, bad, report)
+            report.settle_seconds += clock() - started
+            if handled_upto:
+                with transaction(self._sessions) as session:
+                    advance_cursor(session, key, folder.uidvalidity, handled_upto, now())
+
+    def _fetch(
+        self, connection: ImapConnection, uids: Sequence[int]
+    ) -> tuple[dict[int, bytes], set[int]]:
+        """The messages, and the UIDs that exist; bodies in one FETCH, oversized ones in part."""
+        if not uids:
+            return {}, set()
+        limit = self.options.max_message_bytes
+        sizes = connection.sizes(uids)
+        small = [uid for uid in uids if uid in sizes and sizes[uid] <= limit]
+        raws: dict[int, bytes] = {}
+        for group in _by_total_size(small, sizes, FETCH_BYTES):
+            raws.update(connection.bodies(group))
+        for uid in uids:
+            if uid in sizes and sizes[uid] > limit:
+                log.info(
+                    "uid %d is %d bytes, over the %d limit: reading its start",
+                    uid,
+                    sizes[uid],
+                    limit,
+                )
+                partial = connection.head_and_start(uid, limit)
+                if partial is not None:
+                    raws[uid] = partial
+        # A message expunged before the size FETCH is gone and its UID passed over; one that
+        # vanished between the two FETCHes is retried on the next pass (it will be gone then).
+        return raws, set(sizes)
+
+    def _settle(
+        self,
+        connection: ImapConnection,
+        folder: FolderState,
+        done: list[int],
+        bad: list[int],
+        report: PassReport,
+    ) -> None:
+        if done:
+            if self.options.move:
+                connection.move(done, self.options.processed_folder)
+                report.moved += len(done)
+            else:
+                connection.add_flags(done, self._processed_flags(folder))
+        if bad:
+            if self.options.quarantine_folder:
+                connection.move(bad, self.options.quarantine_folder)
+                report.quarantined_on_server += len(bad)
+            else:
+                connection.add_flags(bad, [FLAGGED])
+
+    @staticmethod
+    def _processed_flags(folder: FolderState) -> list[bytes]:
+        if b"\\*" in folder.permanent_flags:
+            return [SEEN, PROCESSED_KEYWORD]
+        return [SEEN]
+
+    # --- login trouble, for the operator -----------------------------------------------------
+
+    def _login_failed(self, error: ImapLoginError, now: datetime) -> None:
+        self.login_failures += 1
+        if self.login_failures == self.options.login_alert_after:
+            log.error(
+                "IMAP login refused %d times in a row (%s); the desk reads no mail until "
+                "[intake.imap] username/password are fixed",
+                self.login_failures,
+                error,
+            )
+            try:
+                with transaction(self._sessions) as session:
+                    record_event(
+                        session,
+                        now,
+                        LOGIN_FAILING,
+                        account=self.options.mailbox_key,
+                        failures=self.login_failures,
+                        error=str(error)[:500],
+                    )
+            except Exception:  # the database may be down too; the log line stands
+                log.exception("could not record the IMAP login problem")
+        else:
+            log.warning("IMAP login refused (%d): %s", self.login_failures, error)
+
+    def _login_recovered(self, now: datetime) -> None:
+        if self.login_failures >= self.options.login_alert_after:
+            log.info("IMAP login accepted again after %d refusals", self.login_failures)
+            try:
+                with transaction(self._sessions) as session:
+                    record_event(session, now, LOGIN_RECOVERED, account=self.options.mailbox_key)
+            except Exception:
+                log.exception("could not record the IMAP login recovery")
+        self.login_failures = 0
+
+    # --- the long-running loop ---------------------------------------------------------------
+
+    def serve(
+        self,
+        now: Callable[[], datetime],
+        should_stop: Callable[[], bool],
+        wait: Callable[[float], bool],
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """Drain, then wait for mail (IDLE or poll), until `should_stop`; reconnects on errors.
+
+        `wait(seconds)` sleeps and returns True when the worker is being stopped.
+        """
+        backoff = backoff or Backoff(self.options.reconnect_min, self.options.reconnect_max)
+        try:
+            while not should_stop():
+                try:
+                    self.run_pass(now, should_stop)
+                    backoff.reset()
+                    if should_stop():
+                        break
+                    self.wait_for_mail(should_stop, wait)
+                    continue
+                except ImapLoginError:
+                    delay = max(backoff.next_delay(), self.options.reconnect_min)
+                except ImapError as error:
+                    delay = backoff.next_delay()
+                    log.warning("IMAP: %s; reconnecting in %.1fs", error, delay)
+                except (TemporaryFailure, SQLAlchemyError) as error:
+                    delay = backoff.next_delay()
+                    log.warning("database unavailable (%s); retrying in %.1fs", error, delay)
+                    self._drop()
+                except Exception:  # a bug must not end the intake: log it, back off, go on
+                    delay = backoff.next_delay()
+                    log.exception("IMAP intake pass failed; retrying in %.1fs", delay)
+                    self._drop()
+                if wait(delay):
+                    break
+        finally:
+            self.close()
+
+    def wait_for_mail(self, should_stop: Callable[[], bool], wait: Callable[[float], bool]) -> None:
+        """Return when new mail may be there: on an IDLE push, or when the poll interval is up."""
+        connection = self._connection
+        if connection is None:
+            return
+        if not (self.options.idle and connection.has("IDLE")):
+            wait(self.options.poll_seconds)
+            return
+        limit = min(self.options.poll_seconds, self.options.idle_renew_seconds)
+        deadline = self._monotonic() + limit
+        connection.idle_start()
+        try:
+            while not should_stop():
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    break
+                responses = connection.idle_wait(min(remaining, 1.0))
+                if any(_announces_mail(r) for r in responses):
+                    break
+        finally:
+            try:
+                connection.idle_stop()
+            except ImapError:
+                self._drop()
+                raise
+
+
+def _by_total_size(uids: Sequence[int], sizes: dict[int, int], budget: int) -> Iterator[list[int]]:
+    """`uids` in order, cut into groups of at most `budget` bytes (a bigger one goes alone)."""
+    group: list[int] = []
+    total = 0
+    for uid in uids:
+        if group and total + sizes[uid] > budget:
+            yield group
+            group, total = [], 0
+        group.append(uid)
+        total += sizes[uid]
+    if group:
+        yield group
+
+
+def _announces_mail(response: object) -> bool:
+    return isinstance(response, tuple) and any(part in (b"EXISTS", b"RECENT") for part in response)
+
+
+def login_problem(sessions: sessionmaker[Session]) -> AuditEvent | None:
+    """The worker's latest report of failing IMAP logins, unless it has recovered since."""
+    with sessions() as session:
+        latest = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.kind.in_([LOGIN_FAILING, LOGIN_RECOVERED]))
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        ).first()
+    return latest if latest is not None and latest.kind == LOGIN_FAILING else None

@@ -1,0 +1,113 @@
+"""Parsing a fetched batch in a helper process, so the database path only runs transactions."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from intake.bounds import Limits, limit_memory, prescan
+from intake.parse import ParsedMessage, parse_message
+
+log = logging.getLogger(__name__)
+
+
+def watch_parent(parent: int) -> None:
+    """In a helper: exit as soon as the worker that started it is gone (even by SIGKILL)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def start_helper(parent: int, memory_limit: int) -> None:
+    """In a helper: the same address-space limit as the bounded parser, and a parent watch."""
+    limit_memory(memory_limit)
+    watch_parent(parent)
+
+
+def parse_or_none(raw: bytes, limits: Limits) -> ParsedMessage | None:
+    """The parsed message, or None for the pipeline's bounded parser to handle (and refuse)."""
+    try:
+        prescan(raw, limits)
+        return parse_message(
+            raw,
+            max_bytes=limits.max_message_bytes,
+            max_attachment_bytes=limits.max_attachment_bytes,
+        )
+    except Exception:
+        return None
+
+
+def parse_chunk(raws: Sequence[bytes], limits: Limits) -> list[ParsedMessage | None]:
+    return [parse_or_none(raw, limits) for raw in raws]
+
+
+class ParseAhead:
+    """Parses messages in `workers` helper processes while the caller commits earlier ones.
+
+    The helpers obey the same limits as the pipeline's bounded parser (header size, MIME depth,
+    attachment size, memory); a chunk that overruns the parse timeout has its helpers killed and
+    the rest of the batch is parsed by the pipeline, one bounded message at a time. With no
+    workers, or a batch too small to be worth the hand-off, every item is None.
+    """
+
+    def __init__(
+        self, limits: Limits, workers: int, *, min_batch: int = 16, chunk: int = 8
+    ) -> None:
+        self._limits = limits
+        self._workers = workers
+        self._min_batch = min_batch
+        self._chunk = chunk
+        self._executor: ProcessPoolExecutor | None = None
+
+    def parse_all(self, raws: Sequence[bytes]) -> Iterator[ParsedMessage | None]:
+        """One item per raw message, in order; produced while the caller works on the earlier."""
+        if self._workers <= 0 or len(raws) < self._min_batch:
+            yield from (None for _ in raws)
+            return
+        executor = self._ensure()
+        chunks = [raws[i : i + self._chunk] for i in range(0, len(raws), self._chunk)]
+        produced = 0
+        try:
+            futures = [executor.submit(parse_chunk, chunk, self._limits) for chunk in chunks]
+            for future, chunk in zip(futures, chunks, strict=True):
+                parsed = future.result(timeout=self._deadline(len(chunk)))
+                produced += len(parsed)
+                yield from parsed
+        except (BrokenProcessPool, OSError, RuntimeError, TimeoutError) as error:
+            log.warning("parse helper failed (%s); parsing the rest in the pipeline", error)
+            self.close(kill=True)
+            yield from (None for _ in raws[produced:])
+
+    def _deadline(self, count: int) -> float | None:
+        timeout = self._limits.parse_timeout
+        return None if timeout <= 0 else timeout + 0.5 * count
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn: the worker has threads and open sockets that a fork must not copy.
+            self._executor = ProcessPoolExecutor(
+                max_workers=self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=start_helper,
+                initargs=(os.getpid(), self._limits.parse_memory_bytes),
+            )
+        return self._executor
+
+    def close(self, *, kill: bool = False) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if kill:  # a helper stuck in a pathological parse never finishes by itself
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)

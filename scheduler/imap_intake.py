@@ -1,0 +1,135 @@
+"""Wiring the IMAP intake into the app, the worker and `safetydesk check`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from casework.clock import Clock
+from intake.imap import ImapIntake, ImapOptions, login_problem
+from intake.imap_client import Endpoint, ImapError, ImapLoginError, ImapTlsError, connect
+from intake.pipeline import Pipeline, Result
+from scheduler.config import AfterProcessing, Settings
+
+log = logging.getLogger(__name__)
+
+
+def imap_options(settings: Settings) -> ImapOptions:
+    """The intake's options from [intake] and [intake.imap]."""
+    imap = settings.intake.imap
+    return ImapOptions(
+        endpoint=Endpoint(
+            host=imap.host,
+            port=imap.port,
+            tls=imap.tls.value,
+            username=imap.username,
+            password=imap.password,
+            timeout=imap.timeout.approximate().total_seconds(),
+            ca_file=str(imap.ca_file) if imap.ca_file else "",
+        ),
+        folder=imap.folder,
+        processed_folder=imap.processed_folder,
+        quarantine_folder=imap.quarantine_folder,
+        move=imap.after_processing is AfterProcessing.MOVE,
+        idle=imap.idle,
+        poll_seconds=max(imap.poll_interval.approximate().total_seconds(), 1.0),
+        batch_size=max(imap.batch_size, 1),
+        max_message_bytes=settings.intake.max_message_bytes,
+        reconnect_min=max(imap.reconnect_min.approximate().total_seconds(), 0.1),
+        reconnect_max=max(imap.reconnect_max.approximate().total_seconds(), 0.1),
+        login_alert_after=max(imap.login_alert_after, 1),
+        parse_workers=imap.parse_workers,
+    )
+
+
+def poll_imap(
+    settings: Settings,
+    pipeline: Pipeline,
+    sessions: sessionmaker[Session],
+    now: datetime,
+    should_stop: Callable[[], bool],
+) -> list[Result]:
+    """One non-blocking pass (`run --once`, the poll job): connect, drain, log out."""
+    intake = ImapIntake(imap_options(settings), pipeline, sessions)
+    try:
+        return intake.run_pass(lambda: now, should_stop).results
+    finally:
+        intake.close()
+
+
+def start_imap_consumer(
+    settings: Settings,
+    pipeline: Pipeline,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    stop: threading.Event,
+) -> threading.Thread:
+    """The worker's mailbox thread: drain, IDLE (or poll), repeat, until `stop` is set."""
+    intake = ImapIntake(imap_options(settings), pipeline, sessions)
+
+    def run() -> None:
+        try:
+            intake.serve(clock.now, stop.is_set, stop.wait)
+        except Exception:  # the thread must say why it ended
+            log.exception("IMAP intake stopped by an unexpected error")
+            stop.set()
+
+    thread = threading.Thread(target=run, name="imap-intake", daemon=True)
+    thread.start()
+    return thread
+
+
+def check_imap(
+    settings: Settings, sessions: sessionmaker[Session] | None = None
+) -> tuple[bool, str]:
+    """Log in and examine the folder; also report login failures the worker has recorded."""
+    options = imap_options(settings)
+    endpoint = options.endpoint
+    where = f"{endpoint.username} at {endpoint.host}:{endpoint.port} ({endpoint.tls})"
+    worker_note = ""
+    if sessions is not None:
+        try:
+            problem = login_problem(sessions)
+        except Exception:  # the database check reports database trouble
+            problem = None
+        if problem is not None:
+            worker_note = (
+                f"; the worker reported {problem.detail.get('failures', '?')} refused logins "
+                f"in a row at {problem.at:%Y-%m-%d %H:%M} UTC"
+            )
+    try:
+        connection = connect(endpoint)
+    except ImapLoginError as error:
+        return False, f"{where}: {error}{worker_note}"
+    except ImapTlsError as error:
+        return False, f"{where}: {error}"
+    except ImapError as error:
+        return False, f"{where}: {error}"
+    try:
+        state = connection.select(options.folder, readonly=True)
+        features = [c for c in ("IDLE", "MOVE", "UIDPLUS") if connection.has(c)]
+        missing = [
+            name
+            for name in (
+                options.processed_folder if options.move else "",
+                options.quarantine_folder,
+            )
+            if name and not connection.folder_exists(name)
+        ]
+    except ImapError as error:
+        return False, f"{where}: {error}"
+    finally:
+        connection.close()
+    detail = (
+        f"{where}: login accepted, {options.folder} has {state.exists} messages, "
+        f"server offers {', '.join(features) or 'none of IDLE, MOVE, UIDPLUS'}"
+    )
+    if missing:
+        detail += f"; will create {', '.join(missing)}"
+    if worker_note:
+        return False, detail + worker_note + " (login works now; restart the worker)"
+    return True, detail

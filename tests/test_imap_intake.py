@@ -1,0 +1,693 @@
+"""The IMAP intake against real servers (pymap, Dovecot): the whole conversation, end to end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from casework.clock import FixedClock
+from casework.desk import Desk
+from casework.models import (
+    AuditEvent,
+    Case,
+    Disposition,
+    InboundMessage,
+    MailboxCursor,
+    OutboxMessage,
+    QuarantineEntry,
+)
+from intake.imap import LOGIN_FAILING, LOGIN_RECOVERED, Backoff, ImapIntake
+from intake.imap_client import (
+    Endpoint,
+    ImapConnection,
+    ImapConnectionError,
+    ImapLoginError,
+    ImapTlsError,
+    connect,
+)
+from intake.parse import ParsedMessage
+from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
+from scheduler.app import App, build_app
+from scheduler.config import Settings
+from scheduler.imap_intake import check_imap, imap_options
+from tests.conftest import SettingsFactory
+from tests.imap_servers import ImapServer
+from tests.mail import make_mail
+
+PROCESSED = "Processed"
+QUARANTINE = "Quarantine"
+
+
+@pytest.fixture
+def imap_settings(
+    make_settings: SettingsFactory, sqlite_url: str, tmp_path: Path
+) -> Callable[..., Settings]:
+    """Settings pointing the intake at a test server; keywords override [intake.imap] keys."""
+
+    def make(server: ImapServer, url: str | None = None, **imap: Any) -> Settings:
+        secret = tmp_path / "imap-password"
+        secret.write_text(server.password)
+        values: dict[str, Any] = {
+            "host": server.host,
+            "port": server.port,
+            "tls": "none",
+            "username": server.username,
+            "password_file": str(secret),
+            "processed_folder": PROCESSED,
+            "poll_interval": "PT30S",
+            "timeout": "PT10S",
+            "reconnect_min": "PT1S",
+        }
+        values.update(imap)
+        intake = {"source": "imap", "imap": values}
+        return make_settings(url or sqlite_url, intake=intake)
+
+    return make
+
+
+@pytest.fixture
+def imap_app(
+    imap_settings: Callable[..., Settings], imap_server: ImapServer
+) -> Iterator[Callable[..., App]]:
+    built: list[App] = []
+
+    def make(**imap: Any) -> App:
+        app = build_app(imap_settings(imap_server, **imap), migrate=True)
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        app.engine.dispose()
+
+
+def count(app: App, model: Any, *where: Any) -> int:
+    with app.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def inbound_rows(app: App) -> list[InboundMessage]:
+    with app.sessions() as session:
+        return list(session.scalars(select(InboundMessage).order_by(InboundMessage.id)))
+
+
+def mails(n: int, tag: str = "m") -> list[bytes]:
+    return [
+        make_mail(
+            sender=f"student{i}.{tag}@example.com",
+            subject=f"Report {tag} {i}: mentor asked for money",
+            message_id=f"<{tag}-{i}@client.example>",
+        )
+        for i in range(n)
+    ]
+
+
+class FailingPipeline(Pipeline):
+    """The real pipeline, with a fault where the casework would be: for poison-message tests."""
+
+    def __init__(self, base: Pipeline, desk: Desk, app: App, marker: str) -> None:
+        super().__init__(
+            app.sessions, desk, max_message_bytes=app.settings.intake.max_message_bytes
+        )
+        self._marker = marker
+
+    def _handle(
+        self, session: Any, parsed: ParsedMessage, source: SourceRef, now: datetime
+    ) -> Result:
+        if self._marker in parsed.subject:
+            raise RuntimeError("casework blew up on this message")
+        return super()._handle(session, parsed, source, now)
+
+
+class RestartingPipeline(Pipeline):
+    """The real pipeline; after `after` messages it restarts the IMAP server under the intake."""
+
+    def __init__(self, app: App, server: ImapServer, after: int) -> None:
+        super().__init__(
+            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
+        )
+        self._server = server
+        self._after = after
+        self.seen = 0
+
+    def process(
+        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+    ) -> Result:
+        result = super().process(raw, source, now, parsed)
+        self.seen += 1
+        if self.seen == self._after:
+            self._server.restart()
+        return result
+
+
+# --- new mail, batches, move vs flag ---------------------------------------------------------
+
+
+def test_new_mail_becomes_cases_and_is_moved(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app()
+    imap_server.deliver(*mails(3))
+
+    results = app.poll(clock.now())
+
+    assert [r.outcome for r in results] == [Outcome.PROCESSED] * 3
+    rows = inbound_rows(app)
+    assert [r.disposition for r in rows] == [Disposition.NEW_CASE] * 3
+    assert {r.mailbox for r in rows} == {imap_options(app.settings).mailbox_key}
+    assert len({r.uidvalidity for r in rows}) == 1
+    assert sorted(r.uid for r in rows if r.uid is not None) == [1, 2, 3]
+    assert count(app, Case) == 3
+    assert count(app, OutboxMessage, OutboxMessage.template == "reporter/acknowledgement") == 3
+    assert imap_server.uids("INBOX") == []
+    assert imap_server.message_ids(PROCESSED) == sorted(f"<m-{i}@client.example>" for i in range(3))
+    with app.sessions() as session:
+        cursor = session.scalars(select(MailboxCursor)).one()
+    assert cursor.last_uid == 3
+    assert cursor.uidvalidity == rows[0].uidvalidity
+
+    assert app.poll(clock.now()) == []
+    assert count(app, InboundMessage) == 3
+
+
+def test_batches_cover_every_message_once(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(batch_size=7)
+    imap_server.deliver(*mails(30))
+
+    results = app.poll(clock.now())
+
+    assert len(results) == 30
+    assert count(app, InboundMessage) == 30
+    assert count(app, Case) == 30
+    assert imap_server.uids("INBOX") == []
+    assert len(imap_server.uids(PROCESSED)) == 30
+
+
+def test_flag_mode_leaves_mail_in_place_marked_seen(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(after_processing="flag")
+    imap_server.deliver(*mails(2))
+
+    assert len(app.poll(clock.now())) == 2
+    assert len(imap_server.uids("INBOX")) == 2
+    assert all(b"\\Seen" in flags for flags in imap_server.flags("INBOX"))
+
+    imap_server.deliver(*mails(1, tag="later"))
+    results = app.poll(clock.now())
+
+    assert [r.outcome for r in results] == [Outcome.PROCESSED]
+    assert count(app, InboundMessage) == 3
+    assert count(app, Case) == 3
+
+
+def test_without_move_copy_and_uid_expunge_leave_other_deleted_mail_alone(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app()
+    imap_server.deliver(make_mail(message_id="<someone-elses@client.example>"))
+    with imap_server.client() as client:
+        client.select_folder("INBOX")
+        client.add_flags(client.search(), [b"\\Deleted"])  # marked by a person, not expunged
+    imap_server.deliver(*mails(3))
+
+    def without_move(endpoint: Endpoint) -> ImapConnection:
+        connection = connect(endpoint)
+        connection._capabilities = connection.capabilities - {b"MOVE"}
+        return connection
+
+    intake = ImapIntake(
+        imap_options(app.settings), app.pipeline, app.sessions, connector=without_move
+    )
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert len(report.results) == 3
+    assert report.moved == 3
+    assert len(imap_server.uids(PROCESSED)) == 3
+    if imap_server.kind != "pymap":  # pymap's maildir COPY stores empty copies (a pymap bug)
+        expected = sorted(f"<m-{i}@client.example>" for i in range(3))
+        assert imap_server.message_ids(PROCESSED) == expected
+    with imap_server.client() as client:
+        client.select_folder("INBOX", readonly=True)
+        left = client.search()
+    assert len(left) == 1  # UID EXPUNGE removed only the desk's copies
+    assert count(app, InboundMessage) == 3
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(1.0, 10.0, uniform=lambda low, high: high)
+    assert [backoff.next_delay() for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    backoff.reset()
+    low = Backoff(1.0, 10.0, uniform=lambda low, high: low)
+    assert [low.next_delay() for _ in range(3)] == [0.5, 1.0, 2.0]
+    jittered = Backoff(2.0, 60.0)
+    delays = [jittered.next_delay() for _ in range(4)]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, [2.0, 4.0, 8.0, 16.0], strict=True))
+
+
+def test_messages_are_not_marked_read_before_they_are_handled(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    # A poison message with no quarantine folder stays where it is: flagged, still unread,
+    # which proves the body was fetched with BODY.PEEK[].
+    app = imap_app(after_processing="flag")
+    imap_server.deliver(make_mail(subject="POISON pill"))
+    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
+
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert [r.outcome for r in report.results] == [Outcome.QUARANTINED]
+    [flags] = imap_server.flags("INBOX")
+    assert b"\\Seen" not in flags
+    assert b"\\Flagged" in flags
+
+
+# --- IDLE ------------------------------------------------------------------------------------
+
+
+def test_idle_picks_up_new_mail_within_seconds(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    # The poll interval is ten minutes: only an IDLE push can bring the message in quickly.
+    app = imap_app(poll_interval="PT10M")
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions)
+    stop = threading.Event()
+    thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
+    thread.start()
+    try:
+        _wait_until(lambda: _is_idling(intake), 10)
+        delivered = time.monotonic()
+        imap_server.deliver(make_mail(message_id="<pushed@client.example>"))
+        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+        latency = time.monotonic() - delivered
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert latency < 2.5
+    assert [r.message_id for r in inbound_rows(app)] == ["<pushed@client.example>"]
+    assert imap_server.message_ids(PROCESSED) == ["<pushed@client.example>"]
+
+
+def test_without_idle_new_mail_is_picked_up_by_polling(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(idle=False, poll_interval="PT1S")
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions)
+    stop = threading.Event()
+    thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
+    thread.start()
+    try:
+        _wait_until(lambda: intake._connection is not None, 10)
+        imap_server.deliver(make_mail(message_id="<polled@client.example>"))
+        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+        assert not _is_idling(intake)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert imap_server.message_ids(PROCESSED) == ["<polled@client.example>"]
+
+
+def test_idle_is_reissued_and_still_delivers(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    # IDLE renewed every 0.3 s (in production: 25 minutes, inside RFC 2177's 29).
+    app = imap_app(poll_interval="PT10M")
+    options = replace(imap_options(app.settings), idle_renew_seconds=0.3)
+    intake = ImapIntake(options, app.pipeline, app.sessions)
+    passes: list[int] = []
+    run_pass = intake.run_pass
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        passes.append(1)
+        return run_pass(*args, **kwargs)
+
+    intake.run_pass = counting  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
+    thread.start()
+    try:
+        _wait_until(lambda: len(passes) >= 4, 10)
+        imap_server.deliver(make_mail(message_id="<after-renewals@client.example>"))
+        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
+def _is_idling(intake: ImapIntake) -> bool:
+    connection = intake._connection
+    return connection is not None and connection._idling
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+def test_server_restart_mid_batch_loses_and_duplicates_nothing(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(batch_size=4)
+    imap_server.deliver(*mails(12))
+    restarting = RestartingPipeline(app, imap_server, after=5)
+    intake = ImapIntake(imap_options(app.settings), restarting, app.sessions)
+
+    with pytest.raises(ImapConnectionError):
+        intake.run_pass(clock.now)
+    # The first batch was settled; the second committed, then could not be moved.
+    assert count(app, InboundMessage) == 8
+    assert len(imap_server.uids("INBOX")) == 8
+    assert len(imap_server.uids(PROCESSED)) == 4
+
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert report.skipped_known == 4
+    assert len(report.results) == 4
+    rows = inbound_rows(app)
+    assert len(rows) == 12
+    assert len({r.message_id for r in rows}) == 12
+    assert count(app, Case) == 12
+    assert imap_server.uids("INBOX") == []
+    assert imap_server.message_ids(PROCESSED) == sorted(
+        f"<m-{i}@client.example>" for i in range(12)
+    )
+
+
+class OutagePipeline(Pipeline):
+    """The real pipeline; the database "goes away" at message number `at` (once)."""
+
+    def __init__(self, app: App, at: int) -> None:
+        super().__init__(
+            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
+        )
+        self._at = at
+        self.seen = 0
+
+    def process(
+        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+    ) -> Result:
+        self.seen += 1
+        if self.seen == self._at:
+            raise TemporaryFailure("database unavailable: connection refused")
+        return super().process(raw, source, now, parsed)
+
+
+def test_database_outage_moves_only_what_was_committed(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(batch_size=10)
+    imap_server.deliver(*mails(6))
+    intake = ImapIntake(imap_options(app.settings), OutagePipeline(app, at=4), app.sessions)
+
+    with pytest.raises(TemporaryFailure):
+        intake.run_pass(clock.now)
+
+    assert count(app, InboundMessage) == 3
+    assert imap_server.message_ids(PROCESSED) == [f"<m-{i}@client.example>" for i in range(3)]
+    assert len(imap_server.uids("INBOX")) == 3
+    with app.sessions() as session:
+        assert session.scalars(select(MailboxCursor.last_uid)).one() == 3
+
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert len(report.results) == 3
+    assert count(app, InboundMessage) == 6
+    assert count(app, Case) == 6
+    assert imap_server.uids("INBOX") == []
+
+
+def test_uidvalidity_change_rescans_without_processing_twice(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(folder="Desk", after_processing="flag")
+    with imap_server.client() as client:
+        client.create_folder("Desk")
+    imap_server.deliver(*mails(3), folder="Desk")
+    assert len(app.poll(clock.now())) == 3
+    with app.sessions() as session:
+        before = session.scalars(select(MailboxCursor)).one().uidvalidity
+
+    # The folder is recreated (as a server migration would): same mail, new UIDVALIDITY.
+    with imap_server.client() as client:
+        client.delete_folder("Desk")
+        client.create_folder("Desk")
+    imap_server.deliver(*mails(3), *mails(1, tag="new"), folder="Desk")
+
+    results = app.poll(clock.now())
+
+    assert sorted(r.outcome for r in results) == sorted(
+        [Outcome.DUPLICATE] * 3 + [Outcome.PROCESSED]
+    )
+    with app.sessions() as session:
+        after = session.scalars(select(MailboxCursor)).one()
+    assert after.uidvalidity != before
+    assert after.last_uid == 4
+    assert count(app, Case) == 4
+    assert count(app, InboundMessage, InboundMessage.disposition != Disposition.DUPLICATE) == 4
+    # The rescan recorded the new UIDs, so a crash now would not even re-read them.
+    assert count(app, InboundMessage, InboundMessage.uidvalidity == after.uidvalidity) == 4
+
+
+def test_poison_message_is_quarantined_and_does_not_block_the_rest(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(quarantine_folder=QUARANTINE)
+    poison = make_mail(subject="POISON: breaks the casework", message_id="<poison@client.example>")
+    imap_server.deliver(*mails(2), poison, *mails(2, tag="after"))
+    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
+
+    report = intake.run_pass(clock.now)
+
+    assert [r.outcome for r in report.results] == [
+        Outcome.PROCESSED,
+        Outcome.PROCESSED,
+        Outcome.QUARANTINED,
+        Outcome.PROCESSED,
+        Outcome.PROCESSED,
+    ]
+    with app.sessions() as session:
+        entry = session.scalars(select(QuarantineEntry)).one()
+    assert entry.raw == poison or entry.raw.replace(b"\r\n", b"\n") == poison.replace(
+        b"\r\n", b"\n"
+    )
+    assert "casework blew up" in entry.reason
+    assert imap_server.message_ids(QUARANTINE) == ["<poison@client.example>"]
+    assert len(imap_server.uids(PROCESSED)) == 4
+    assert imap_server.uids("INBOX") == []
+
+    intake.close()
+
+
+def test_a_quarantined_uid_read_again_is_not_quarantined_twice(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(after_processing="flag")
+    imap_server.deliver(make_mail(subject="POISON"), *mails(1))
+    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
+    assert len(intake.run_pass(clock.now).results) == 2
+    # As if the worker died before the cursor was written: both UIDs are read again.
+    with app.sessions() as session, session.begin():
+        session.query(MailboxCursor).delete()
+
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert report.results == []
+    assert report.skipped_known == 2
+    assert count(app, QuarantineEntry) == 1
+    assert count(app, InboundMessage) == 1
+
+
+def test_oversized_message_keeps_headers_and_start_and_is_acknowledged(
+    imap_server: ImapServer,
+    imap_settings: Callable[..., Settings],
+    clock: FixedClock,
+) -> None:
+    settings = imap_settings(imap_server)
+    settings = replace(settings, intake=replace(settings.intake, max_message_bytes=4000))
+    app = build_app(settings, migrate=True)
+    body = "My mentor asked me to pay him privately. " + "evidence line " * 2000
+    imap_server.deliver(make_mail(body=body, message_id="<big@client.example>"))
+
+    [result] = app.poll(clock.now())
+
+    assert result.outcome is Outcome.PROCESSED
+    [row] = inbound_rows(app)
+    assert row.truncated
+    assert row.size > 4000
+    assert row.message_id == "<big@client.example>"
+    assert row.body_text.startswith("My mentor asked me to pay him privately.")
+    assert count(app, OutboxMessage, OutboxMessage.template == "reporter/acknowledgement") == 1
+    assert imap_server.uids("INBOX") == []
+    app.engine.dispose()
+
+
+# --- connecting ------------------------------------------------------------------------------
+
+
+def test_starttls_never_falls_back_to_plain_text(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    # Neither test server has a certificate: STARTTLS must fail, and no login may happen.
+    app = imap_app(tls="starttls")
+    imap_server.deliver(*mails(1))
+
+    with pytest.raises(ImapTlsError):
+        app.poll(clock.now())
+
+    assert count(app, InboundMessage) == 0
+    assert len(imap_server.uids("INBOX")) == 1
+    ok, detail = check_imap(app.settings)
+    assert not ok
+    assert "TLS" in detail
+
+
+def test_starttls_with_a_trusted_certificate_reads_mail(
+    tls_imap_server: ImapServer, imap_settings: Callable[..., Settings], clock: FixedClock
+) -> None:
+    server = tls_imap_server
+    app = build_app(
+        imap_settings(server, tls="starttls", ca_file=str(server.certificate)), migrate=True
+    )
+    server.deliver(*mails(2))
+
+    assert [r.outcome for r in app.poll(clock.now())] == [Outcome.PROCESSED] * 2
+
+    assert count(app, Case) == 2
+    assert server.uids("INBOX") == []
+    ok, detail = check_imap(app.settings, app.sessions)
+    assert ok, detail
+    app.engine.dispose()
+
+
+def test_starttls_with_an_untrusted_certificate_is_refused(
+    tls_imap_server: ImapServer, imap_settings: Callable[..., Settings], clock: FixedClock
+) -> None:
+    server = tls_imap_server
+    app = build_app(imap_settings(server, tls="starttls"), migrate=True)  # system CAs only
+    server.deliver(*mails(1))
+
+    with pytest.raises(ImapTlsError, match="certificate verify failed"):
+        app.poll(clock.now())
+
+    assert count(app, InboundMessage) == 0
+    assert len(server.uids("INBOX")) == 1
+    app.engine.dispose()
+
+
+def test_implicit_tls_to_a_plain_text_server_is_a_tls_error(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(tls="ssl")
+    imap_server.deliver(*mails(1))
+
+    with pytest.raises(ImapTlsError):
+        app.poll(clock.now())
+
+    assert count(app, InboundMessage) == 0
+    assert len(imap_server.uids("INBOX")) == 1
+
+
+def test_repeated_login_failures_show_up_in_check(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(login_alert_after=2)
+    good_ok, good_detail = check_imap(app.settings, app.sessions)
+    assert good_ok, good_detail
+    assert "login accepted" in good_detail
+
+    # The account's password is changed under the worker; later the operator fixes it.
+    password = ["wrong password"]
+
+    def connector(endpoint: Endpoint) -> ImapConnection:
+        return connect(replace(endpoint, password=password[0]))
+
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions, connector=connector)
+    for _ in range(2):
+        with pytest.raises(ImapLoginError):
+            intake.run_pass(clock.now)
+    assert count(app, AuditEvent, AuditEvent.kind == LOGIN_FAILING) == 1
+
+    bad_ok, bad_detail = check_imap(_app_with_password(app, "wrong password").settings)
+    assert not bad_ok
+    assert "login refused" in bad_detail
+    # With the right password `check` logs in, but still shows what the worker went through.
+    ok, detail = check_imap(app.settings, app.sessions)
+    assert not ok
+    assert "the worker reported 2 refused logins in a row" in detail
+
+    password[0] = imap_server.password
+    intake.run_pass(clock.now)
+    intake.close()
+    assert count(app, AuditEvent, AuditEvent.kind == LOGIN_RECOVERED) == 1
+    ok, detail = check_imap(app.settings, app.sessions)
+    assert ok, detail
+
+
+def _app_with_password(app: App, password: str) -> App:
+    imap = replace(app.settings.intake.imap, password=password)
+    settings = replace(app.settings, intake=replace(app.settings.intake, imap=imap))
+    return replace(app, settings=settings)
+
+
+def test_unreachable_server_is_a_connection_error(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app()
+    imap_server.stop()
+    with pytest.raises(ImapConnectionError):
+        app.poll(clock.now())
+    ok, detail = check_imap(app.settings)
+    assert not ok
+    assert "Connection" in detail or "refused" in detail
+
+
+def test_config_refuses_moving_mail_into_the_folder_it_reads(
+    make_settings: SettingsFactory, sqlite_url: str
+) -> None:
+    from scheduler.config import ConfigError
+
+    imap = {"username": "desk", "password_env": "HOME", "processed_folder": "INBOX"}
+    with pytest.raises(ConfigError, match="processed_folder: must not be the folder"):
+        make_settings(sqlite_url, intake={"source": "imap", "imap": imap})
+    imap = {"username": "desk", "password_env": "HOME", "quarantine_folder": "INBOX"}
+    with pytest.raises(ConfigError, match="quarantine_folder: must not be the folder"):
+        make_settings(sqlite_url, intake={"source": "imap", "imap": imap})
+    # tls = "none" stays refused for anything but loopback.
+    imap = {"username": "desk", "password_env": "HOME", "host": "imap.example.org", "tls": "none"}
+    with pytest.raises(ConfigError, match="loopback"):
+        make_settings(sqlite_url, intake={"source": "imap", "imap": imap})
+
+
+def test_whole_bodies_are_fetched_in_groups_of_bounded_size() -> None:
+    from intake.imap import _by_total_size
+
+    sizes = {1: 40, 2: 40, 3: 40, 4: 200, 5: 10}
+    assert list(_by_total_size([1, 2, 3, 4, 5], sizes, 100)) == [[1, 2], [3], [4], [5]]
+    assert list(_by_total_size([], sizes, 100)) == []
