@@ -58,6 +58,7 @@ maildir = "out"
 
 [moderators]
 addresses = ["asha.moderator@ecareermentor.in"]
+trusted_authserv_ids = ["mx.ecareermentor.in"]
 
 [logging]
 level = "WARNING"

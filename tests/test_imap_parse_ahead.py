@@ -1,0 +1,53 @@
+"""The IMAP parse-ahead helpers obey the same limits as the pipeline's bounded parser."""
+
+from __future__ import annotations
+
+from intake.bounds import Limits
+from intake.imap_parse import ParseAhead
+from tests.mail import make_mail
+
+HEAD = b"From: a@example.com\nTo: mentor4u@ecareermentor.in\nSubject: slow\nMIME-Version: 1.0\n"
+
+
+def slow_message() -> bytes:
+    """Twenty nested multiparts, then a million stray delimiter lines: seconds of parsing."""
+    opened = b"".join(
+        f'Content-Type: multipart/mixed; boundary="b{n}"\n\n--b{n}\n'.encode() for n in range(20)
+    )
+    closed = b"".join(f"--b{n}--\n".encode() for n in reversed(range(20)))
+    return HEAD + opened + b"Content-Type: text/plain\n\nbottom\n" + b"--zz\n" * 1_000_000 + closed
+
+
+def deep_message() -> bytes:
+    opened = b"".join(
+        f'Content-Type: multipart/mixed; boundary="d{n}"\n\n--d{n}\n'.encode() for n in range(500)
+    )
+    return HEAD + opened + b"Content-Type: text/plain\n\nbottom\n"
+
+
+def test_a_parse_over_the_time_limit_hands_the_rest_back_to_the_pipeline() -> None:
+    batch = [make_mail(subject=f"report {n}") for n in range(16)]
+    batch[9] = slow_message()
+    ahead = ParseAhead(Limits(parse_timeout=0.2), workers=1, chunk=8)
+    try:
+        parsed = list(ahead.parse_all(batch))
+    finally:
+        ahead.close(kill=True)
+    assert len(parsed) == 16
+    assert all(p is not None and p.subject == f"report {n}" for n, p in enumerate(parsed[:8]))
+    # The chunk with the slow message, and everything after it, is left to the bounded parser.
+    assert parsed[8:] == [None] * 8
+
+
+def test_refused_messages_come_back_unparsed_and_the_rest_parsed() -> None:
+    batch = [make_mail(subject=f"report {n}") for n in range(16)]
+    batch[3] = deep_message()
+    ahead = ParseAhead(Limits(max_mime_depth=20), workers=1)
+    try:
+        parsed = list(ahead.parse_all(batch))
+    finally:
+        ahead.close()
+    assert parsed[3] is None
+    assert [p.subject for p in parsed if p is not None] == [
+        f"report {n}" for n in range(16) if n != 3
+    ]
