@@ -27,6 +27,7 @@ from casework.db import transaction
 from casework.models import Action, CaseStatus, Disposition, Person, QuarantineEntry
 from casework.programs import import_roster, read_roster
 from casework.rules import RULES
+from intake.authresults import judge_sender
 from intake.pipeline import Outcome, SourceRef
 from intake.reply_text import split_html_reply, split_reply
 from scheduler.app import App, build_app
@@ -162,6 +163,48 @@ def test_reading_and_validating_any_text_never_raises(text: str, draft: Draft) -
 @given(markup=st.text(max_size=300))
 def test_html_replies_never_raise(markup: str) -> None:
     split_html_reply(f"<html><body>{markup}<blockquote>{markup}</blockquote></body></html>")
+
+
+AUTH_CLAUSES = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "dmarc=pass header.from=ecareermentor.in",
+                "dkim=pass header.d=ecareermentor.in",
+                "dkim=pass header.i=@ecareermentor.in",
+                "spf=pass smtp.mailfrom=ecareermentor.in",
+                "dmarc=pass",
+                "none",
+                "(comment; dmarc=pass)",
+            ]
+        ),
+        st.text(max_size=40),
+    ),
+    max_size=4,
+).map("; ".join)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    ours=st.lists(st.text(max_size=80), max_size=3),
+    theirs=st.lists(
+        st.tuples(
+            st.sampled_from(["mx.attacker.example", "ecareermentor.in", "mx.google.com"]),
+            AUTH_CLAUSES,
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_only_our_server_can_vouch_for_a_moderator(
+    ours: list[str], theirs: list[tuple[str, str]]
+) -> None:
+    """Any header text is read without raising; results from other servers never authenticate."""
+    judge_sender(
+        [("Authentication-Results", value) for value in ours], ["mx.ecareermentor.in"], ASHA
+    )
+    forged = [("Authentication-Results", f"{server}; {clauses}") for server, clauses in theirs]
+    assert not judge_sender(forged, ["mx.ecareermentor.in"], ASHA).authenticated
 
 
 # --- through the pipeline ----------------------------------------------------------------------
