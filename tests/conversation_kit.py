@@ -50,6 +50,7 @@ class MailDesk:
     config: Path
     app: App
     seen: set[str] = field(default_factory=set)
+    history: list[Mail] = field(default_factory=list)  # everything delivered so far
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -79,8 +80,12 @@ class MailDesk:
         self.seen.update(p.name for p in fresh)
         found = [read_mail(self.sessions, p.read_bytes()) for p in fresh]
         # Reminders and the digest run on their own clocks; these stories leave them out.
-        kept = [mail for mail in found if mail.template not in HOUSEKEEPING]
-        return sorted(kept, key=lambda mail: mail.outbox_id)
+        kept = sorted(
+            (mail for mail in found if mail.template not in HOUSEKEEPING),
+            key=lambda mail: mail.outbox_id,
+        )
+        self.history.extend(kept)
+        return kept
 
     def enforcement(self, address: str, now: datetime, *extra: str) -> dict[str, Any]:
         code, out, err = cli(

@@ -267,6 +267,20 @@ def test_warning_then_strike_then_features_return_and_the_strike_stops_counting(
     kinds = audit_kinds(desk)
     assert kinds.count("restriction.ended") == 3 and kinds.count("action.expired") == 2
 
+    # Over the whole story, nothing the mentor or the program team received names a reporter
+    # or repeats a report; the reporters never learned anything about the mentor.
+    for mail in desk.history:
+        if mail.recipient in (KARAN, MEERA, SUNIL):
+            for secret in (PRIYA, ANIL, "Priya", "Anil", PRIYA_WORDS, ANIL_WORDS, "GPay"):
+                assert secret.encode() not in mail.raw, (mail.template, secret)
+        if mail.recipient in (PRIYA, ANIL):
+            for secret in (KARAN, "Karan", "strike", "warning", "suspen", "PY101"):
+                assert secret not in mail.text, (mail.template, secret)
+    assert sorted({m.template for m in desk.history if m.recipient in (PRIYA, ANIL)}) == [
+        "reporter/acknowledgement",
+        "reporter/outcome",
+    ]
+
 
 # --- a ban needs a second moderator ----------------------------------------------------------
 
