@@ -417,6 +417,22 @@ def test_appeal_by_reply_is_decided_by_another_moderator_and_lifts_everything(
     # Nothing is restored a second time when the suspension would have ended.
     assert desk.run(at(2027, 2, 4, 10)) == []
 
+    # The moderator whose strike was overturned cannot put a sanction back on the same case;
+    # the one who decided the appeal may replace it with a lesser step.
+    out = desk.send(
+        reply(new_case[ASHA], ASHA, "/warn Asked a student to pay outside eCareerMentor."),
+        at(2027, 2, 5),
+    )
+    assert sent_to(out) == [(ASHA, "moderator/transcript")]
+    assert "A-1 was overturned on appeal by ravi.moderator@ecareermentor.in" in out[0].text
+    assert actions(desk) == [(KARAN, "strike", "overturned", ASHA)]
+    out = desk.send(
+        reply(ravi_appeal, RAVI, "/warn Mentioned paying outside eCareerMentor; be clearer."),
+        at(2027, 2, 5, 10),
+    )
+    assert sent_to(out) == [(KARAN, "subject/warning"), (RAVI, "moderator/transcript")]
+    assert actions(desk)[-1] == (KARAN, "warning", "active", RAVI)
+
 
 # --- an ongoing history ----------------------------------------------------------------------
 
