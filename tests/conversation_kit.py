@@ -65,7 +65,7 @@ class MailDesk:
 
     def send(self, raw: bytes, now: datetime) -> list[Mail]:
         """Deliver `raw` to the mailbox, run the worker once at `now`, return what went out."""
-        drop(self.folder / "in", raw)
+        drop(self.folder / "in", dated(raw, now))
         return self.run(now)
 
     def run(self, now: datetime) -> list[Mail]:
@@ -126,6 +126,16 @@ trusted_authserv_ids = ["{TRUSTED}"]
     for sub in ("tmp", "new", "cur"):
         (folder / "in" / sub).mkdir(parents=True, exist_ok=True)
     return MailDesk(folder, config, build_app(load_settings(config)))
+
+
+def dated(raw: bytes, now: datetime) -> bytes:
+    """The message as sent at `now`: its Date header says so (transcripts quote it)."""
+    head, separator, body = raw.partition(b"\r\n\r\n")
+    lines = [
+        b"Date: " + format_date(now).encode() if line.lower().startswith(b"date:") else line
+        for line in head.split(b"\r\n")
+    ]
+    return b"\r\n".join(lines) + separator + body
 
 
 def drop(maildir: Path, raw: bytes) -> None:

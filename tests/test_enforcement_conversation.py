@@ -159,6 +159,7 @@ def test_warning_then_strike_then_features_return_and_the_strike_stops_counting(
         (PRIYA, "reporter/outcome"),
     ]
     transcript = only(out, "moderator/transcript")
+    assert "Results of your message of 04 January 2027, 09:30 UTC" in transcript.text
     assert "Applied: 4 command(s)." in transcript.text
     assert "A-1: warning of karan.mentor@example.com in effect" in transcript.text
     warning = only(out, "subject/warning", KARAN)
