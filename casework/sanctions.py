@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from casework.audit import record_event
 from casework.desk import Desk
+from casework.discretion import refusal_for
 from casework.models import (
     Action,
     ActionStatus,
@@ -100,6 +101,9 @@ def apply_sanction(
     subject = case.subject
     if subject is None:
         raise EnforcementError(f"{case.ref} has no reported person; set the subject first")
+    named = refusal_for(case, facts, "the facts")
+    if named is not None:
+        raise EnforcementError(named)
     rule = case_rule(case)
     lock_case_and_subject(session, case)
     issuer = moderator.strip().lower()

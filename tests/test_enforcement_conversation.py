@@ -500,6 +500,39 @@ def test_half_valid_block_with_a_strike_missing_its_facts_applies_nothing(
     assert actions(desk) == []
 
 
+@pytest.mark.parametrize(
+    ("block", "error"),
+    [
+        (
+            "/warn As priya.student@EXAMPLE.com told us, he asked for payment off-platform.",
+            f"the facts name the reporter ({PRIYA})",
+        ),
+        (
+            "/warn Asked   priya sharma to pay him outside eCareerMentor.",
+            "the facts name the reporter (Priya Sharma)",
+        ),
+        (
+            "/message Priya Sharma has told us about your payment requests.",
+            "the message would name the reporter (Priya Sharma)",
+        ),
+    ],
+    ids=["address-in-facts", "name-in-facts", "name-in-message"],
+)
+def test_words_naming_the_reporter_are_never_sent_to_the_reported_person(
+    desk: MailDesk, block: str, error: str
+) -> None:
+    _, new_case = new_report(desk, PRIYA, "Priya Sharma", PRIYA_WORDS, at(2027, 1, 4))
+    out = desk.send(
+        reply(new_case[ASHA], ASHA, f"/subject {KARAN}\n/category off-platform\n{block}"),
+        at(2027, 1, 4, 10),
+    )
+    assert sent_to(out) == [(ASHA, "moderator/transcript")]
+    assert error in out[0].text
+    assert "Nothing applied: the enforcement service refused a command." in out[0].text
+    assert actions(desk) == []
+    assert all(mail.recipient != KARAN for mail in desk.history)
+
+
 def test_unauthenticated_moderator_reply_commands_nothing(desk: MailDesk) -> None:
     _, new_case = new_report(desk, PRIYA, "Priya Sharma", PRIYA_WORDS, at(2027, 1, 4))
     out = desk.send(
