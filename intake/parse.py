@@ -91,7 +91,8 @@ def read_message_id(raw: bytes) -> str | None:
 def normalise_message_id(value: object) -> str | None:
     if value is None:
         return None
-    found = _MSGID.search(str(value))
+    value = _no_nul(str(value))
+    found = _MSGID.search(value)
     if found:
         return found.group(0)[:998]
     text = str(value).strip()
@@ -99,7 +100,14 @@ def normalise_message_id(value: object) -> str | None:
 
 
 def _ids(value: str) -> tuple[str, ...]:
-    return tuple(_MSGID.findall(value))
+    return tuple(_MSGID.findall(_no_nul(value)))
+
+
+def _no_nul(text: str) -> str:
+    """Text without U+0000: RFC 5322 forbids NUL in a message, and PostgreSQL text columns
+    cannot store it, so a stray one (raw, or decoded from base64 or an encoded word) is dropped
+    here rather than sending the whole message to quarantine. The raw bytes keep it."""
+    return text.replace("\x00", "")
 
 
 def _addresses(values: list[str]) -> tuple[str, ...]:
@@ -113,23 +121,23 @@ def parse_message(raw: bytes, *, max_bytes: int) -> ParsedMessage:
     data = _truncate(raw, max_bytes) if truncated else raw
     headers = email.message_from_bytes(data, policy=email.policy.compat32)
     parsed = mailparser.parse_from_bytes(data)
-    from_name, from_address = _first_address(headers)
-    text = "\n".join(parsed.text_plain).strip()
-    body_html = "\n".join(parsed.text_html).strip()
+    from_name, from_address = (_no_nul(part) for part in _first_address(headers))
+    text = _no_nul("\n".join(parsed.text_plain).strip())
+    body_html = _no_nul("\n".join(parsed.text_html).strip())
     if not text and body_html:
         text = html_to_text(body_html)
     attachments = tuple(_attachment(a) for a in parsed.attachments)
     defects = tuple(sorted(parsed.defects_categories))
     date = parsed.date if isinstance(parsed.date, datetime) else None
-    subject = _decoded(headers.get("Subject", ""))
+    subject = _no_nul(_decoded(headers.get("Subject", "")))
     return ParsedMessage(
         raw=raw,
         sha256=sha256_of(raw),
         message_id=normalise_message_id(headers.get("Message-ID")),
         from_address=from_address,
         from_name=from_name,
-        to_addresses=_addresses([_decoded(v) for v in headers.get_all("To", [])]),
-        cc_addresses=_addresses([_decoded(v) for v in headers.get_all("Cc", [])]),
+        to_addresses=_addresses([_no_nul(_decoded(v)) for v in headers.get_all("To", [])]),
+        cc_addresses=_addresses([_no_nul(_decoded(v)) for v in headers.get_all("Cc", [])]),
         subject=" ".join(subject.split())[:998],
         date=as_utc(date) if date else None,
         in_reply_to=normalise_message_id(headers.get("In-Reply-To")),
@@ -161,6 +169,9 @@ def _decoded(value: object) -> str:
         return str(value)
 
 
+DEFAULT_TYPE = "application/octet-stream"
+
+
 def _attachment(item: dict[str, object]) -> AttachmentInfo:
     payload = item.get("payload")
     text = payload if isinstance(payload, str) else ""
@@ -169,8 +180,8 @@ def _attachment(item: dict[str, object]) -> AttachmentInfo:
         with contextlib.suppress(ValueError, binascii.Error):
             data = base64.b64decode(text, validate=False)
     return AttachmentInfo(
-        filename=str(item.get("filename") or "")[:500],
-        content_type=str(item.get("mail_content_type") or "application/octet-stream")[:200],
+        filename=_no_nul(str(item.get("filename") or ""))[:500],
+        content_type=_no_nul(str(item.get("mail_content_type") or DEFAULT_TYPE))[:200],
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )

@@ -24,7 +24,15 @@ from casework.commands import (
     validate_block,
 )
 from casework.db import transaction
-from casework.models import Action, CaseStatus, Disposition, Person, QuarantineEntry
+from casework.models import (
+    Action,
+    AuditEvent,
+    Case,
+    CaseStatus,
+    Disposition,
+    Person,
+    QuarantineEntry,
+)
 from casework.programs import import_roster, read_roster
 from casework.rules import RULES
 from intake.authresults import judge_sender
@@ -225,8 +233,17 @@ def module_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         "moderators": {"addresses": MODERATORS, "require_authenticated": False},
     }
     app = build_app(parse_settings(document, base=folder, environ={}), migrate=True)
+    prepare(app)
+    yield app
+    app.engine.dispose()
+
+
+def prepare(app: App) -> None:
+    """A roster and two reports (TS-1, TS-2), once per database."""
     start = datetime(2027, 1, 4, 9, tzinfo=UTC)
     with transaction(app.sessions) as session:
+        if session.get(Case, 1) is not None:
+            return
         import_roster(
             session,
             read_roster(
@@ -243,8 +260,6 @@ def module_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             start + timedelta(minutes=minutes),
         )
         assert result.case_id is not None
-    yield app
-    app.engine.dispose()
 
 
 _minutes = itertools.count(10)
@@ -264,7 +279,22 @@ def _quarantined(app: App) -> int:
 def test_any_moderator_reply_is_handled_without_quarantine(
     module_app: App, body: str, moderator: str
 ) -> None:
-    app = module_app
+    check_moderator_reply(module_app, body, moderator)
+
+
+@settings(
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=st.one_of(BODIES, DECISIONS), moderator=st.sampled_from(MODERATORS))
+def test_moderator_replies_on_sqlite_and_postgresql(app: App, body: str, moderator: str) -> None:
+    """The same property on each database (the app lives for all examples of one run)."""
+    prepare(app)
+    check_moderator_reply(app, body, moderator)
+
+
+def check_moderator_reply(app: App, body: str, moderator: str) -> None:
     new_case = next(
         row
         for row in outbox(app, recipient=moderator, template="moderator/new-case")
@@ -364,3 +394,21 @@ def test_a_sanction_with_any_facts_takes_effect(module_app: App, verb: str, fact
                 select(Action.kind).join(Person).where(Person.email == person)
             ).all()
         assert len(kinds) == 1, result.reason
+
+
+def test_nul_characters_in_a_reply_are_handled_on_every_database(app: App) -> None:
+    """Found by the property above on PostgreSQL, whose text columns cannot hold U+0000."""
+    prepare(app)
+    check_moderator_reply(app, "/note before\x00after", ASHA)
+    raw = make_mail(
+        PRIYA,
+        "=?utf-8?q?A_report_with_a_=00_in_it?=",
+        "He asked me to pay\x00 on WhatsApp.",
+        name="Priya\x00 Sharma",
+    )
+    result = app.pipeline.process(raw, SourceRef(label="nul"), datetime(2027, 1, 5, tzinfo=UTC))
+    assert result.outcome is Outcome.PROCESSED, result.reason
+    assert _quarantined(app) == 0
+    with app.sessions() as session:
+        notes = session.scalars(select(AuditEvent).where(AuditEvent.kind == "case.note")).all()
+    assert [event.detail["text"] for event in notes] == ["beforeafter"]
