@@ -387,7 +387,7 @@ def test_a_sanction_with_any_facts_takes_effect(module_app: App, verb: str, fact
     result = app.pipeline.process(raw, SourceRef(label="property"), now)
     assert result.outcome is Outcome.PROCESSED, result.reason
     assert _quarantined(app) == 0
-    typed = read_block(split_reply(body).reply)
+    typed = read_block(split_reply(body.replace("\x00", "")).reply)  # as parsed
     if typed.commands[-1:] and typed.commands[-1].verb == verb and typed.commands[-1].text:
         with app.sessions() as session:
             kinds = session.scalars(
