@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from casework.audit import record_event
 from casework.desk import Desk
+from casework.discretion import refusal_for
 from casework.models import (
     Action,
     ActionStatus,
@@ -143,6 +144,9 @@ def decide_appeal(
     appeal = open_appeal(session, case)
     if appeal is None:
         raise EnforcementError(f"{case.ref} has no open appeal")
+    named = refusal_for(case, reasoning, "the reasons")
+    if named is not None:
+        raise EnforcementError(named)
     action = appeal.action
     decider = moderator.strip().lower()
     if decider == action.issued_by:
@@ -206,6 +210,9 @@ def revoke_action(
     if found.status not in (ActionStatus.PENDING, ActionStatus.ACTIVE, ActionStatus.EXPIRED):
         raise EnforcementError(f"{found.ref} is already {found.status.value}")
     was_known = found.status is not ActionStatus.PENDING
+    named = refusal_for(case, reason, "the reasons") if was_known else None
+    if named is not None:
+        raise EnforcementError(named)
     revoker = moderator.strip().lower()
     record_event(
         session, now, "action.revoked", actor=revoker, case_id=case.id,

@@ -26,6 +26,7 @@ from casework.commands import (
     validate_block,
 )
 from casework.desk import Desk
+from casework.discretion import refusal_for
 from casework.models import (
     AuditEvent,
     Case,
@@ -457,6 +458,9 @@ def _thread_of(ctx: Applying, recipient: str) -> dict[str, Any]:
 def _message(ctx: Applying, item: Planned) -> str:
     subject = ctx.case.subject
     assert subject is not None  # validated
+    named = refusal_for(ctx.case, item.values["text"], "the message would")
+    if named is not None:
+        raise enforcement.EnforcementError(named)
     ctx.desk.notices.queue(
         ctx.session,
         Notice(

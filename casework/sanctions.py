@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from casework.audit import record_event
 from casework.desk import Desk
+from casework.discretion import refusal_for
 from casework.models import (
     Action,
     ActionStatus,
@@ -100,14 +101,25 @@ def apply_sanction(
     subject = case.subject
     if subject is None:
         raise EnforcementError(f"{case.ref} has no reported person; set the subject first")
+    named = refusal_for(case, facts, "the facts")
+    if named is not None:
+        raise EnforcementError(named)
     rule = case_rule(case)
     lock_case_and_subject(session, case)
+    issuer = moderator.strip().lower()
     for earlier in case_actions(session, case):
         if earlier.status in ON_RECORD_OR_PENDING:
             raise EnforcementError(
                 f"{case.ref} already has {earlier.ref} ({earlier.kind.value}, "
                 f"{earlier.status.value}); one violation gets one sanction "
                 f"(/revoke {earlier.ref} TEXT first to replace it)"
+            )
+        # An appeal is decided by another moderator; the one whose action it overturned may not
+        # put a sanction back on the same violation, or the appeal would decide nothing.
+        if earlier.status is ActionStatus.OVERTURNED and earlier.issued_by == issuer:
+            raise EnforcementError(
+                f"{earlier.ref} was overturned on appeal by {earlier.ended_by}; a moderator "
+                f"other than its issuer decides whether {case.ref} gets another sanction"
             )
     standing = standing_of(session, policy, subject.id, now)
     if standing.banned:
@@ -136,7 +148,7 @@ def apply_sanction(
         rule=rule.code,
         facts=facts,
         severity=case.severity,
-        issued_by=moderator.strip().lower(),
+        issued_by=issuer,
         issued_at=now,
         end_reason="",
     )

@@ -93,7 +93,8 @@ def read_message_id(raw: bytes) -> str | None:
 def normalise_message_id(value: object) -> str | None:
     if value is None:
         return None
-    found = _MSGID.search(str(value))
+    value = _no_nul(str(value))
+    found = _MSGID.search(value)
     if found:
         return found.group(0)[:998]
     text = str(value).strip()
@@ -101,7 +102,14 @@ def normalise_message_id(value: object) -> str | None:
 
 
 def _ids(value: str) -> tuple[str, ...]:
-    return tuple(_MSGID.findall(value))
+    return tuple(_MSGID.findall(_no_nul(value)))
+
+
+def _no_nul(text: str) -> str:
+    """Text without U+0000: RFC 5322 forbids NUL in a message, and PostgreSQL text columns
+    cannot store it, so a stray one (raw, or decoded from base64 or an encoded word) is dropped
+    here rather than sending the whole message to quarantine. The raw bytes keep it."""
+    return text.replace("\x00", "")
 
 
 def _addresses(values: Sequence[object]) -> tuple[str, ...]:
@@ -117,15 +125,15 @@ def parse_message(
     truncated = len(raw) > max_bytes
     data = _truncate(raw, max_bytes) if truncated else raw
     headers = email.message_from_bytes(data, policy=email.policy.compat32)
-    from_name, from_address = _first_address(headers)
+    from_name, from_address = (_no_nul(part) for part in _first_address(headers))
     reading = read_body(data, headers, max_attachment_bytes)
-    text, body_html = reading.text, reading.html
+    text, body_html = _no_nul(reading.text), _no_nul(reading.html)
     if not text and body_html:
         text = html_to_text(body_html)
     attachments = reading.attachments
     defects = reading.defects
     date = reading.date
-    subject = _decoded(headers.get("Subject", ""))
+    subject = _no_nul(_decoded(headers.get("Subject", "")))
     return ParsedMessage(
         raw=raw,
         sha256=sha256_of(raw),
@@ -277,6 +285,9 @@ def _decoded(value: object) -> str:
         return str(value)
 
 
+DEFAULT_TYPE = "application/octet-stream"
+
+
 def _attachment(item: dict[str, object]) -> AttachmentInfo:
     payload = item.get("payload")
     text = payload if isinstance(payload, str) else ""
@@ -285,8 +296,8 @@ def _attachment(item: dict[str, object]) -> AttachmentInfo:
         with contextlib.suppress(ValueError, binascii.Error):
             data = base64.b64decode(text, validate=False)
     return AttachmentInfo(
-        filename=str(item.get("filename") or "")[:500],
-        content_type=str(item.get("mail_content_type") or "application/octet-stream")[:200],
+        filename=_no_nul(str(item.get("filename") or ""))[:500],
+        content_type=_no_nul(str(item.get("mail_content_type") or DEFAULT_TYPE))[:200],
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )

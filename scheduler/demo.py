@@ -177,7 +177,11 @@ def drop(maildir: Path, raw: bytes) -> None:
     (maildir / "tmp" / name).rename(maildir / "new" / name)
 
 
-def narrate(app: App, clock: FixedClock) -> None:
+# Reminders and digests to moderators; `quiet` narration counts them instead of listing them.
+HOUSEKEEPING = ("moderator/reminder", "moderator/digest")
+
+
+def narrate(app: App, clock: FixedClock, *, quiet: bool = False) -> None:
     """Run the worker once and print what it did: messages in, mail out."""
     with app.sessions() as session:
         before = session.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id.desc()).limit(1))
@@ -193,8 +197,14 @@ def narrate(app: App, clock: FixedClock) -> None:
         query = select(OutboxMessage).order_by(OutboxMessage.id)
         if before is not None:
             query = query.where(OutboxMessage.id > before)
+        skipped = 0
         for row in session.scalars(query):
+            if quiet and row.template in HOUSEKEEPING:
+                skipped += 1
+                continue
             print(f"   out: {row.status.value:7} to {row.recipient:34} {row.subject}")
+        if skipped:
+            print(f"   (and {skipped} reminder(s) and digest(s) to the moderators)")
 
 
 def first_outbox(app: App, recipient: str) -> OutboxMessage:
@@ -216,5 +226,11 @@ def _missing(recipient: str) -> OutboxMessage:
 
 
 from scheduler.demo_commands import moderator_commands  # noqa: E402  (the act uses the helpers above)
+from scheduler.demo_enforcement import (  # noqa: E402
+    a_month_later,
+    strike_after_another_report,
+    warn_the_mentor,
+)
 
 ACTS.append(moderator_commands)
+ACTS.extend([warn_the_mentor, strike_after_another_report, a_month_later])

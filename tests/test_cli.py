@@ -194,7 +194,15 @@ def test_demo_shows_reports_becoming_cases(
     assert len(sent) >= 9
     config = str(tmp_path / "demo" / "safetydesk.toml")
     code, out, _ = run_cli(capsys, "--config", config, "cases", "list", "--json")
-    assert len(json.loads(out)) == 3
+    assert len(json.loads(out)) == 4  # the three reports and the later one the strike came from
+    # The demo's clock runs ahead of the real one: ask about a moment after its last act.
+    code, out, _ = run_cli(
+        capsys, "--config", config, "enforcement", "karan.mentor@example.com", "--json",
+        "--now", "2100-01-01T00:00:00+00:00",
+    )  # fmt: skip
+    answer = json.loads(out)
+    assert answer["restricted"] is False
+    assert answer["standing"]["lifetime_strikes"] == 1
     # Running it again starts afresh instead of piling up.
     assert run_cli(capsys, "demo", "--dir", str(tmp_path / "demo"))[0] == 0
     refused = tmp_path / "mine"
