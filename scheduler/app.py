@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,10 @@ from outbound.outbox import Outbox
 from outbound.render import Renderer
 from scheduler.config import IntakeSource, Settings
 from scheduler.config import Transport as TransportKind
+from scheduler.consumer_lock import ConsumerLock
 from scheduler.hygiene import cap_policy, hygiene_limits, suppression_policy
+
+log = logging.getLogger(__name__)
 
 
 class NotMigrated(Exception):
@@ -39,7 +43,17 @@ class App:
     sweeps: tuple[Callable[[datetime], object], ...] = ()
 
     def poll(self, now: datetime, should_stop: Callable[[], bool] = lambda: False) -> list[Result]:
-        """Process what is waiting in the configured mailbox."""
+        """Process what is waiting in the configured mailbox, unless another worker reads it."""
+        lock = ConsumerLock(self.engine, mailbox_key(self.settings))
+        if not lock.acquire():
+            log.info("another worker is reading %s; this one skips its poll", lock.key)
+            return []
+        try:
+            return self._drain(now, should_stop)
+        finally:
+            lock.release()
+
+    def _drain(self, now: datetime, should_stop: Callable[[], bool]) -> list[Result]:
         settings = self.settings.intake
         if settings.source is IntakeSource.MAILDIR:
             source = MaildirSource(settings.maildir)
@@ -47,6 +61,15 @@ class App:
         from scheduler.imap_intake import poll_imap
 
         return poll_imap(self.settings, self.pipeline, self.sessions, now, should_stop)
+
+
+def mailbox_key(settings: Settings) -> str:
+    """The name the database knows the configured mailbox by (cursor, inbound rows, lock)."""
+    if settings.intake.source is IntakeSource.MAILDIR:
+        return f"maildir:{settings.intake.maildir.resolve()}"
+    from scheduler.imap_intake import imap_options
+
+    return imap_options(settings).mailbox_key
 
 
 def build_transport(settings: Settings) -> Transport:

@@ -14,6 +14,7 @@ from intake.imap import ImapIntake, ImapOptions, login_problem
 from intake.imap_client import Endpoint, ImapError, ImapLoginError, ImapTlsError, connect
 from intake.pipeline import Pipeline, Result
 from scheduler.config import AfterProcessing, Settings
+from scheduler.consumer_lock import ConsumerLock
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +68,29 @@ def start_imap_consumer(
     sessions: sessionmaker[Session],
     clock: Clock,
     stop: threading.Event,
+    lock: ConsumerLock,
 ) -> threading.Thread:
-    """The worker's mailbox thread: drain, IDLE (or poll), repeat, until `stop` is set."""
+    """The worker's mailbox thread: drain, IDLE (or poll), repeat, until `stop` is set.
+
+    It first waits for `lock`: while another worker reads the mailbox this one only stands by,
+    and takes over when that worker stops or dies.
+    """
     intake = ImapIntake(imap_options(settings), pipeline, sessions)
 
     def run() -> None:
         try:
+            if not lock.acquire():
+                log.info("another worker is reading %s; standing by", lock.key)
+                while not lock.acquire():
+                    if stop.wait(intake.options.poll_seconds):
+                        return
+                log.info("taking over %s", lock.key)
             intake.serve(clock.now, stop.is_set, stop.wait)
         except Exception:  # the thread must say why it ended
             log.exception("IMAP intake stopped by an unexpected error")
             stop.set()
+        finally:
+            lock.release()
 
     thread = threading.Thread(target=run, name="imap-intake", daemon=True)
     thread.start()

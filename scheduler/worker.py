@@ -14,8 +14,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from casework.clock import Clock
-from scheduler.app import App
+from scheduler.app import App, mailbox_key
 from scheduler.config import IntakeSource
+from scheduler.consumer_lock import ConsumerLock
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,9 @@ def run_forever(app: App, clock: Clock) -> None:
         from scheduler.imap_intake import start_imap_consumer
 
         jobs = [job for job in jobs if job.name != "poll"]
+        lock = ConsumerLock(app.engine, mailbox_key(app.settings))
         consumer = start_imap_consumer(
-            app.settings, app.pipeline, app.sessions, clock, stopper.event
+            app.settings, app.pipeline, app.sessions, clock, stopper.event, lock
         )
     for job in jobs:
         scheduler.add_job(
