@@ -131,7 +131,7 @@ def run_demo(folder: Path) -> int:
     narrate(app, clock)
 
     print("\n2. The student replies to her acknowledgement with more detail.")
-    ack = first_outbox(app, "priya.student@example.com")
+    ack = sent_mail(app, "priya.student@example.com")
     reply = sample(
         "priya.student@example.com",
         "Priya Sharma",
@@ -207,22 +207,24 @@ def narrate(app: App, clock: FixedClock, *, quiet: bool = False) -> None:
             print(f"   (and {skipped} reminder(s) and digest(s) to the moderators)")
 
 
-def first_outbox(app: App, recipient: str) -> OutboxMessage:
+def sent_mail(
+    app: App, recipient: str, template: str | None = None, *, newest: bool = False
+) -> OutboxMessage:
+    """The first (or newest) email the desk queued for `recipient`, of `template` if given."""
     with app.sessions() as session:
-        return session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.recipient == recipient)
-            .order_by(OutboxMessage.id)
-        ).first() or _missing(recipient)
+        query = select(OutboxMessage).where(OutboxMessage.recipient == recipient)
+        if template is not None:
+            query = query.where(OutboxMessage.template == template)
+        order = OutboxMessage.id.desc() if newest else OutboxMessage.id
+        row = session.scalars(query.order_by(order)).first()
+    if row is None:
+        raise LookupError(f"no {template or ''} mail was sent to {recipient}".replace("  ", " "))
+    return row
 
 
 def reply_to_of(row: OutboxMessage) -> str:
     parsed = email.message_from_bytes(row.raw, policy=email.policy.default)
     return str(parsed["Reply-To"])
-
-
-def _missing(recipient: str) -> OutboxMessage:
-    raise LookupError(f"no mail was sent to {recipient}")
 
 
 from scheduler.demo_commands import moderator_commands  # noqa: E402  (the act uses the helpers above)

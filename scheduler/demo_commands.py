@@ -8,12 +8,9 @@ from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
-from sqlalchemy import select
-
 from casework.clock import FixedClock
-from casework.models import OutboxMessage
 from scheduler.app import App
-from scheduler.demo import MODERATORS, drop, narrate, reply_to_of, sample
+from scheduler.demo import MODERATORS, drop, narrate, reply_to_of, sample, sent_mail
 
 # The demo config trusts mx.ecareermentor.in: this is what it adds to a moderator's real mail.
 AUTHENTICATED = (
@@ -25,7 +22,7 @@ AUTHENTICATED = (
 def moderator_commands(app: App, clock: FixedClock, inbox: Path) -> None:
     """Asha takes Priya's report, names the mentor and the rule, notes and answers the reporter."""
     moderator = MODERATORS[0]
-    new_case = _first(app, moderator, "moderator/new-case")
+    new_case = sent_mail(app, moderator, "moderator/new-case")
     print(f"\n3. {moderator} replies to the new-case email of TS-{new_case.case_id} with commands.")
     original = email.message_from_bytes(new_case.raw, policy=email.policy.default)
     assert isinstance(original, EmailMessage)
@@ -58,36 +55,10 @@ def moderator_commands(app: App, clock: FixedClock, inbox: Path) -> None:
     drop(inbox, reply.as_bytes())
     clock.move_to(clock.now() + timedelta(minutes=10))
     narrate(app, clock)
-    transcript = _last(app, moderator, "moderator/transcript")
+    transcript = sent_mail(app, moderator, "moderator/transcript", newest=True)
     text = email.message_from_bytes(transcript.raw, policy=email.policy.default)
     assert isinstance(text, EmailMessage)
     part = text.get_body(preferencelist=("plain",))
     print("\n   The transcript Asha received:")
     for line in str(part.get_content() if part else "").splitlines():
         print(f"   | {line}")
-
-
-def _first(app: App, recipient: str, template: str) -> OutboxMessage:
-    with app.sessions() as session:
-        row = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.recipient == recipient)
-            .where(OutboxMessage.template == template)
-            .order_by(OutboxMessage.id)
-        ).first()
-    if row is None:
-        raise LookupError(f"no {template} mail was sent to {recipient}")
-    return row
-
-
-def _last(app: App, recipient: str, template: str) -> OutboxMessage:
-    with app.sessions() as session:
-        row = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.recipient == recipient)
-            .where(OutboxMessage.template == template)
-            .order_by(OutboxMessage.id.desc())
-        ).first()
-    if row is None:
-        raise LookupError(f"no {template} mail was sent to {recipient}")
-    return row

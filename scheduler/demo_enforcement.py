@@ -15,7 +15,7 @@ from casework.db import transaction
 from casework.models import Case, OutboxMessage, Person, Restriction, RestrictionStatus
 from casework.programs import import_roster, read_roster
 from scheduler.app import App
-from scheduler.demo import MODERATORS, drop, narrate, reply_to_of, sample
+from scheduler.demo import MODERATORS, drop, narrate, reply_to_of, sample, sent_mail
 from scheduler.demo_commands import AUTHENTICATED
 
 ROSTER = """\
@@ -42,10 +42,10 @@ def warn_the_mentor(app: App, clock: FixedClock, inbox: Path) -> None:
         "/program DATA-101\n/warn In a session on Tuesday you asked a student to pay you directly\n"
         "on WhatsApp for extra sessions instead of booking them on eCareerMentor.",
     )
-    warning = _last(app, KARAN, "subject/warning")
+    warning = sent_mail(app, KARAN, "subject/warning", newest=True)
     print("\n   The warning Karan received states (among the other required elements):")
     _quote(warning, ("Decision:", "How long:", "Your standing:", "To give context"))
-    outcome = _last(app, "priya.student@example.com", "reporter/outcome")
+    outcome = sent_mail(app, "priya.student@example.com", "reporter/outcome", newest=True)
     print("   Priya is told the outcome, without any detail of Karan's sanction:")
     _quote(outcome, ("Outcome:",))
 
@@ -75,10 +75,10 @@ def strike_after_another_report(app: App, clock: FixedClock, inbox: Path) -> Non
         f"/assign me\n/subject {KARAN}\n/category off-platform\n/program DATA-101\n"
         "/escalate You sent a student your UPI id and asked to be paid there for a module.",
     )
-    strike = _last(app, KARAN, "subject/strike")
+    strike = sent_mail(app, KARAN, "subject/strike", newest=True)
     print("\n   Karan's strike notice:")
     _quote(strike, ("Decision:", "How long:"))
-    member = _last(app, "divya.mentor@example.com", "member/program-restriction")
+    member = sent_mail(app, "divya.mentor@example.com", "member/program-restriction", newest=True)
     print("   The program's other mentor and support staff get a program restriction:")
     _quote(member, ("This is a program restriction", "Scope:"))
 
@@ -155,17 +155,4 @@ def _first_case_mail(app: App, moderator: str, reporter: str) -> OutboxMessage:
         ).first()
     if row is None:
         raise LookupError(f"no new-case email to {moderator} for a report by {reporter}")
-    return row
-
-
-def _last(app: App, recipient: str, template: str) -> OutboxMessage:
-    with app.sessions() as session:
-        row = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.recipient == recipient)
-            .where(OutboxMessage.template == template)
-            .order_by(OutboxMessage.id.desc())
-        ).first()
-    if row is None:
-        raise LookupError(f"no {template} mail was sent to {recipient}")
     return row
