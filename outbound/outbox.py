@@ -70,7 +70,7 @@ class Outbox:
 
     def queue(self, session: Session, notice: Notice, now: datetime) -> OutboxMessage:
         message_id = make_message_id(self._desk.domain)
-        message = self.compose(notice, message_id, now)
+        message, raw = self._compose(notice, message_id, now)
         check_elements(notice, plain_text(message))  # before the row exists: refused, not queued
         row = OutboxMessage(
             created_at=now,
@@ -80,7 +80,7 @@ class Outbox:
             message_id=message_id,
             recipient=notice.recipient.lower(),
             subject=str(message["Subject"]),
-            raw=message.as_bytes(policy=email.policy.SMTP),
+            raw=raw,
             status=OutboxStatus.PENDING,
             attempts=0,
             next_attempt_at=now,
@@ -90,6 +90,11 @@ class Outbox:
 
     def compose(self, notice: Notice, message_id: str, now: datetime) -> EmailMessage:
         """The message for `notice`; header values are set only through the email package."""
+        return self._compose(notice, message_id, now)[0]
+
+    def _compose(
+        self, notice: Notice, message_id: str, now: datetime
+    ) -> tuple[EmailMessage, bytes]:
         context = {"desk": self._desk, "now": now, **notice.context}
         rendered = self._renderer.render(notice.template, context)
         subject = rendered.subject
@@ -125,8 +130,9 @@ class Outbox:
         message.set_content(rendered.text)
         if rendered.html is not None:
             message.add_alternative(rendered.html, subtype="html")
-        verify_composed(message, recipient, _OUR_HEADERS)
-        return message
+        raw = message.as_bytes(policy=email.policy.SMTP)
+        verify_composed(raw, recipient, _OUR_HEADERS)
+        return message, raw
 
 
 def plain_text(message: EmailMessage) -> str:
