@@ -10,7 +10,16 @@ from sqlalchemy.orm import Session
 
 from casework.audit import record_event
 from casework.desk import Desk
-from casework.models import Case, CaseKind, CaseStatus, InboundMessage, Party, Person
+from casework.models import (
+    Case,
+    CaseKind,
+    CaseStatus,
+    Detection,
+    InboundMessage,
+    OutboxMessage,
+    Party,
+    Person,
+)
 from casework.notices import AutoSubmitted, Notice
 from casework.people import ensure_person
 from casework.rules import RULES, guess_rule, is_question
@@ -39,12 +48,20 @@ def get_case(session: Session, ref: str) -> Case:
 
 
 def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: datetime) -> Case:
-    """A new report or question: the case, the reporter's acknowledgement, the moderators' email."""
+    """A new report or question: the case, the reporter's acknowledgement, the moderators' email.
+
+    A moderator writing to the desk afresh opens a case found by proactive monitoring: notices
+    then say so, and the moderator gets no acknowledgement (the new-case email is theirs too).
+    """
     reporter = ensure_person(session, inbound.from_address, now, inbound.from_name)
+    proactive = desk.moderators.is_moderator(reporter.email)
     kind = CaseKind.QUESTION if is_question(inbound.subject, inbound.body_text) else CaseKind.REPORT
+    if proactive:
+        kind = CaseKind.REPORT
     case = Case(
         kind=kind,
         status=CaseStatus.OPEN,
+        detection=Detection.PROACTIVE if proactive else Detection.COMMUNITY_REPORT,
         suggested_category=None
         if kind is CaseKind.QUESTION
         else guess_rule(f"{inbound.subject}\n{inbound.body_text}"),
@@ -67,21 +84,10 @@ def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: dateti
         case_kind=kind.value,
         message=inbound.id,
         suggested_category=case.suggested_category,
+        detection=case.detection.value,
     )
-    desk.notices.queue(
-        session,
-        Notice(
-            template="reporter/acknowledgement",
-            recipient=reporter.email,
-            party=Party.REPORTER,
-            case_id=case.id,
-            context={"ref": case.ref, "kind": kind.value, "name": reporter.name},
-            in_reply_to=inbound.message_id,
-            references=(inbound.message_id,) if inbound.message_id else (),
-            auto_submitted=AutoSubmitted.AUTO_REPLIED,
-        ),
-        now,
-    )
+    if not proactive:
+        _acknowledge(desk, session, case, reporter, inbound, now)
     context = moderator_context(session, case, inbound, desk)
     for moderator in desk.moderators.addresses:
         desk.notices.queue(
@@ -96,6 +102,77 @@ def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: dateti
             now,
         )
     return case
+
+
+def _acknowledge(
+    desk: Desk,
+    session: Session,
+    case: Case,
+    reporter: Person,
+    inbound: InboundMessage,
+    now: datetime,
+) -> None:
+    """The reporter's receipt: the case reference only, never their own words (no relaying)."""
+    desk.notices.queue(
+        session,
+        Notice(
+            template="reporter/acknowledgement",
+            recipient=reporter.email,
+            party=Party.REPORTER,
+            case_id=case.id,
+            context={"ref": case.ref, "kind": case.kind.value, "name": reporter.name},
+            in_reply_to=inbound.message_id,
+            references=(inbound.message_id,) if inbound.message_id else (),
+            auto_submitted=AutoSubmitted.AUTO_REPLIED,
+        ),
+        now,
+    )
+
+
+CASELESS_NOTICE = "moderator/caseless-reply"
+
+
+def caseless_mail_answered(session: Session, thread_ids: list[str | None]) -> OutboxMessage | None:
+    """Our own mail of no case (a digest, a notice like this one) that a message answers."""
+    ids = [i for i in thread_ids if i]
+    if not ids:
+        return None
+    return session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.message_id.in_(ids))
+        .where(OutboxMessage.case_id.is_(None))
+        .limit(1)
+    ).first()
+
+
+def answer_caseless_reply(
+    desk: Desk, session: Session, inbound: InboundMessage, answered: OutboxMessage, now: datetime
+) -> None:
+    """A moderator answered mail that belongs to no case: nothing is applied, and they are told.
+
+    An answer to this very notice is only recorded: a mailbox that auto-answers everything
+    must not loop with the desk.
+    """
+    record_event(
+        session, now, "message.caseless-reply", actor=inbound.from_address,
+        message=inbound.id, answered=answered.template,
+    )  # fmt: skip
+    if answered.template == CASELESS_NOTICE:
+        return
+    desk.notices.queue(
+        session,
+        Notice(
+            template=CASELESS_NOTICE,
+            recipient=inbound.from_address,
+            party=Party.MODERATOR,
+            case_id=None,
+            context={"answered_subject": answered.subject, "date": inbound.date or now},
+            in_reply_to=inbound.message_id,
+            references=(inbound.message_id,) if inbound.message_id else (),
+            auto_submitted=AutoSubmitted.AUTO_REPLIED,
+        ),
+        now,
+    )
 
 
 def add_follow_up(

@@ -494,6 +494,8 @@ def send_reporter_outcome(
     reporter = case.reporter
     if reporter is None or reporter.id == case.subject_id:
         return False
+    if desk.moderators.is_moderator(reporter.email):
+        return False  # a case the team found itself (proactive monitoring) has no reporter to tell
     session.flush()
     already = session.scalars(
         select(OutboxMessage.id)

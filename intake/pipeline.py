@@ -13,7 +13,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.audit import record_event
-from casework.cases import add_follow_up, open_case
+from casework.cases import (
+    add_follow_up,
+    answer_caseless_reply,
+    caseless_mail_answered,
+    open_case,
+)
 from casework.db import transaction
 from casework.desk import Desk
 from casework.enforcement import record_appeal
@@ -201,6 +206,14 @@ class Pipeline:
             else:
                 add_follow_up(self._desk, session, case, row, route.party, now)
             return Result(Outcome.PROCESSED, row.id, case.id, row.disposition, row.reason)
+        if self._desk.moderators.is_moderator(parsed.from_address):
+            answered = caseless_mail_answered(session, [parsed.in_reply_to, *parsed.references])
+            if answered is not None:
+                row = self._row(parsed, source, now, Disposition.REJECTED, "reply to caseless mail")
+                session.add(row)
+                session.flush()
+                answer_caseless_reply(self._desk, session, row, answered, now)
+                return Result(Outcome.PROCESSED, row.id, None, row.disposition, row.reason)
         row = self._row(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
         session.add(row)
         session.flush()

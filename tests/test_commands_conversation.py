@@ -12,8 +12,17 @@ import pytest
 from sqlalchemy import select
 
 from casework.clock import FixedClock
-from casework.models import CaseStatus, Disposition, InboundMessage, Party, Person
-from intake.pipeline import Outcome
+from casework.models import (
+    Case,
+    CaseStatus,
+    Detection,
+    Disposition,
+    InboundMessage,
+    OutboxMessage,
+    Party,
+    Person,
+)
+from intake.pipeline import Outcome, SourceRef
 from scheduler.app import App, build_app
 from scheduler.worker import run_once
 from tests.conftest import SettingsFactory
@@ -614,3 +623,64 @@ def test_a_reporter_cannot_command(desk: App, clock: FixedClock) -> None:
     assert (case.status, case.assignee) == (CaseStatus.OPEN, None)
     assert outbox(desk, template="moderator/transcript") == []
     assert len(outbox(desk, template="moderator/follow-up")) == 2
+
+
+def test_a_moderators_fresh_email_is_a_proactive_case_and_a_digest_reply_is_not(
+    sqlite_app: App, clock: FixedClock
+) -> None:
+    found = make_mail(
+        sender=ASHA,
+        subject="Mentor posting WhatsApp numbers in course Q&A",
+        body="Found while reviewing DATA-101 Q&A: karan.mentor@example.com posts his number.",
+    )
+    result = sqlite_app.pipeline.process(found, SourceRef(label="t"), clock.now())
+    with sqlite_app.sessions() as session:
+        case = session.get_one(Case, result.case_id)
+        assert case.detection is Detection.PROACTIVE
+        sent = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+    # No acknowledgement to the moderator; the new-case email (theirs to command) goes out.
+    assert [r.template for r in sent] == ["moderator/new-case"] * 2
+
+    with sqlite_app.sessions.begin() as session:
+        digest = OutboxMessage(
+            created_at=clock.now(),
+            case_id=None,
+            party=None,
+            template="moderator/digest",
+            message_id="<digest-1@ecareermentor.in>",
+            recipient=ASHA,
+            subject="Trust & Safety digest",
+            raw=b"",
+            next_attempt_at=clock.now(),
+        )
+        session.add(digest)
+    reply = make_mail(
+        sender=ASHA,
+        subject="Re: Trust & Safety digest",
+        body="/close resolved",
+        in_reply_to="<digest-1@ecareermentor.in>",
+    )
+    answered = sqlite_app.pipeline.process(reply, SourceRef(label="t"), clock.now())
+    assert answered.disposition is Disposition.REJECTED and answered.case_id is None
+    with sqlite_app.sessions() as session:
+        assert session.scalar(select(Case.id).order_by(Case.id.desc())) == case.id
+        notice = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.template == "moderator/caseless-reply")
+        ).one()
+    assert notice.recipient == ASHA and notice.case_id is None
+    # The moderator's mailbox answering that notice gets nothing back: no loop.
+    echo = make_mail(
+        sender=ASHA, subject="Re: Not applied", body="I am away", in_reply_to=notice.message_id
+    )
+    assert sqlite_app.pipeline.process(echo, SourceRef(label="t"), clock.now()).case_id is None
+    with sqlite_app.sessions() as session:
+        assert (
+            len(
+                session.scalars(
+                    select(OutboxMessage).where(
+                        OutboxMessage.template == "moderator/caseless-reply"
+                    )
+                ).all()
+            )
+            == 1
+        )
