@@ -34,6 +34,7 @@ from casework.models import (
     InboundMessage,
     OutboxMessage,
     Party,
+    Person,
     Program,
 )
 from casework.notices import AutoSubmitted, Notice
@@ -423,22 +424,27 @@ def _note(ctx: Applying, item: Planned) -> str:
 def _reply(ctx: Applying, item: Planned) -> str:
     reporter = ctx.case.reporter
     assert reporter is not None  # validated
+    _email_party(ctx, reporter, Party.REPORTER, "reporter/reply", item.values["text"])
+    ctx.event("case.reply", recipient=reporter.email, text=item.values["text"])
+    return f"emailed the reporter ({reporter.email})"
+
+
+def _email_party(ctx: Applying, person: Person, party: Party, template: str, text: str) -> None:
+    """The moderator's own words to one party, on that party's thread of the case."""
     ctx.desk.notices.queue(
         ctx.session,
         Notice(
-            template="reporter/reply",
-            recipient=reporter.email,
-            party=Party.REPORTER,
+            template=template,
+            recipient=person.email,
+            party=party,
             case_id=ctx.case.id,
-            context={"ref": ctx.case.ref, "name": reporter.name, "text": item.values["text"]},
+            context={"ref": ctx.case.ref, "name": person.name, "text": text},
             auto_submitted=AutoSubmitted.NO,
-            **_thread_of(ctx, reporter.email),
+            **_thread_of(ctx, person.email),
         ),
         ctx.now,
     )
     ctx.case.last_moderator_activity_at = ctx.now
-    ctx.event("case.reply", recipient=reporter.email, text=item.values["text"])
-    return f"emailed the reporter ({reporter.email})"
 
 
 def _thread_of(ctx: Applying, recipient: str) -> dict[str, Any]:
@@ -461,21 +467,8 @@ def _message(ctx: Applying, item: Planned) -> str:
     named = refusal_for(ctx.case, item.values["text"], "the message would")
     if named is not None:
         raise enforcement.EnforcementError(named)
-    ctx.desk.notices.queue(
-        ctx.session,
-        Notice(
-            template="subject/message",
-            recipient=subject.email,
-            party=Party.SUBJECT,
-            case_id=ctx.case.id,
-            # Never the reporter, never the report: only the moderator's own words.
-            context={"ref": ctx.case.ref, "name": subject.name, "text": item.values["text"]},
-            auto_submitted=AutoSubmitted.NO,
-            **_thread_of(ctx, subject.email),
-        ),
-        ctx.now,
-    )
-    ctx.case.last_moderator_activity_at = ctx.now
+    # Never the reporter, never the report: only the moderator's own words.
+    _email_party(ctx, subject, Party.SUBJECT, "subject/message", item.values["text"])
     ctx.event("case.message", recipient=subject.email, text=item.values["text"])
     return f"emailed the reported person ({subject.email})"
 
