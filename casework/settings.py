@@ -29,10 +29,6 @@ class DeskSettings:
     def domain(self) -> str:
         return self.address.rpartition("@")[2].lower()
 
-    @property
-    def local_part(self) -> str:
-        return self.address.rpartition("@")[0]
-
 
 @dataclass(frozen=True)
 class ModeratorSettings:

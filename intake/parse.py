@@ -81,15 +81,6 @@ def _header_text(value: object) -> str:
     return text.replace("\r", " ").replace("\n", " ").strip()
 
 
-def read_message_id(raw: bytes) -> str | None:
-    """The Message-ID from the header block alone (cheap; used for dedupe before parsing)."""
-    end = raw.find(b"\n\n")
-    end2 = raw.find(b"\r\n\r\n")
-    cut = min(x for x in (end, end2, len(raw)) if x >= 0)
-    headers = email.message_from_bytes(raw[: cut + 2], policy=email.policy.compat32)
-    return normalise_message_id(headers.get("Message-ID"))
-
-
 def normalise_message_id(value: object) -> str | None:
     if value is None:
         return None

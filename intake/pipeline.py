@@ -36,7 +36,7 @@ from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
 from intake.classify import ClassifyContext, Verdict, classify
 from intake.moderator_mail import handle_moderator_mail
-from intake.parse import ParsedMessage, read_message_id, sha256_of
+from intake.parse import ParsedMessage, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +362,3 @@ def _is_outage(error: DBAPIError) -> bool:
             "disk i/o",
         )
     )
-
-
-__all__ = ["Outcome", "Pipeline", "Result", "SourceRef", "TemporaryFailure", "read_message_id"]
