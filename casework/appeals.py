@@ -94,27 +94,16 @@ def record_appeal(
         ),
         now,
     )  # fmt: skip
-    for moderator in desk.moderators.addresses:
-        queue_notice(
-            desk,
-            session,
-            Notice(
-                template="moderator/appeal",
-                recipient=moderator,
-                party=Party.MODERATOR,
-                case_id=case.id,
-                context={
-                    "ref": case.ref,
-                    "action": action.ref,
-                    "kind": action.kind.value,
-                    "subject": subject.email,
-                    "issued_by": action.issued_by,
-                    "text": inbound.body_text,
-                    "date": inbound.date or inbound.received_at,
-                },
-            ),
-            now,
-        )
+    context = {
+        "ref": case.ref,
+        "action": action.ref,
+        "kind": action.kind.value,
+        "subject": subject.email,
+        "issued_by": action.issued_by,
+        "text": inbound.body_text,
+        "date": inbound.date or inbound.received_at,
+    }
+    desk.tell_moderators(session, "moderator/appeal", case.id, context, now)
     return True
 
 

@@ -89,18 +89,7 @@ def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: dateti
     if not proactive:
         _acknowledge(desk, session, case, reporter, inbound, now)
     context = moderator_context(session, case, inbound, desk)
-    for moderator in desk.moderators.addresses:
-        desk.notices.queue(
-            session,
-            Notice(
-                template="moderator/new-case",
-                recipient=moderator,
-                party=Party.MODERATOR,
-                case_id=case.id,
-                context=context,
-            ),
-            now,
-        )
+    desk.tell_moderators(session, "moderator/new-case", case.id, context, now)
     return case
 
 
@@ -209,18 +198,7 @@ def add_follow_up(
         "attachments": [(a.filename, a.content_type, a.size) for a in inbound.attachments],
         "case": case_summary(session, case),
     }
-    for moderator in desk.moderators.addresses:
-        desk.notices.queue(
-            session,
-            Notice(
-                template="moderator/follow-up",
-                recipient=moderator,
-                party=Party.MODERATOR,
-                case_id=case.id,
-                context=context,
-            ),
-            now,
-        )
+    desk.tell_moderators(session, "moderator/follow-up", case.id, context, now)
 
 
 def case_summary(session: Session, case: Case) -> dict[str, object]:

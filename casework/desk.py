@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from casework.notices import NoticeSink
+from sqlalchemy.orm import Session
+
+from casework.models import Party
+from casework.notices import Notice, NoticeSink
 from casework.settings import DeskSettings, ModeratorSettings, PolicySettings
 
 
@@ -14,3 +20,27 @@ class Desk:
     moderators: ModeratorSettings
     policy: PolicySettings
     notices: NoticeSink
+
+    def tell_moderators(
+        self,
+        session: Session,
+        template: str,
+        case_id: int | None,
+        context: Mapping[str, Any],
+        now: datetime,
+        *,
+        recipients: Iterable[str] | None = None,
+    ) -> None:
+        """One email per moderator (or per given recipient), each on their own thread."""
+        for moderator in self.moderators.addresses if recipients is None else recipients:
+            self.notices.queue(
+                session,
+                Notice(
+                    template=template,
+                    recipient=moderator,
+                    party=Party.MODERATOR,
+                    case_id=case_id,
+                    context=context,
+                ),
+                now,
+            )

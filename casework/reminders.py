@@ -21,7 +21,6 @@ from casework.models import (
     Party,
     ReminderKind,
 )
-from casework.notices import Notice
 
 
 def remind_stale_cases(desk: Desk, session: Session, now: datetime) -> int:
@@ -95,26 +94,18 @@ def _remind(
     if already is not None:
         return 0
     session.add(CaseReminder(case_id=case.id, kind=kind, waiting_since=since, sent_at=now))
-    recipients = [case.assignee] if case.assignee else list(desk.moderators.addresses)
-    for moderator in recipients:
-        desk.notices.queue(
-            session,
-            Notice(
-                template="moderator/reminder",
-                recipient=moderator,
-                party=Party.MODERATOR,
-                case_id=case.id,
-                context={
-                    "ref": case.ref,
-                    "kind": kind.value,
-                    "since": since,
-                    "party": party.value if party else "",
-                    "case": case_summary(session, case),
-                    "rules": [],
-                },
-            ),
-            now,
-        )
+    context: dict[str, object] = {
+        "ref": case.ref,
+        "kind": kind.value,
+        "since": since,
+        "party": party.value if party else "",
+        "case": case_summary(session, case),
+        "rules": [],
+    }
+    recipients = [case.assignee] if case.assignee else None
+    desk.tell_moderators(
+        session, "moderator/reminder", case.id, context, now, recipients=recipients
+    )
     session.flush()
     return 1
 
@@ -134,18 +125,7 @@ def send_digest(desk: Desk, session: Session, now: datetime) -> bool:
     ]
     session.add(DigestRun(day=day, sent_at=now, open_cases=len(cases)))
     session.flush()  # the unique day stops a second worker here
-    for moderator in desk.moderators.addresses:
-        desk.notices.queue(
-            session,
-            Notice(
-                template="moderator/digest",
-                recipient=moderator,
-                party=Party.MODERATOR,
-                case_id=None,
-                context={"day": day, "cases": cases},
-            ),
-            now,
-        )
+    desk.tell_moderators(session, "moderator/digest", None, {"day": day, "cases": cases}, now)
     return True
 
 

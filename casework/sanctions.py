@@ -181,28 +181,16 @@ def apply_sanction(
 def _ask_for_approval(
     desk: Desk, session: Session, case: Case, action: Action, subject: Person, now: datetime
 ) -> None:
-    for address in desk.moderators.addresses:
-        if address.lower() == action.issued_by:
-            continue
-        queue_notice(
-            desk,
-            session,
-            Notice(
-                template="moderator/ban-pending",
-                recipient=address,
-                party=Party.MODERATOR,
-                case_id=case.id,
-                context={
-                    "ref": case.ref,
-                    "action": action.ref,
-                    "subject": subject.email,
-                    "issued_by": action.issued_by,
-                    "rule": action.rule,
-                    "facts": action.facts,
-                },
-            ),
-            now,
-        )
+    context = {
+        "ref": case.ref,
+        "action": action.ref,
+        "subject": subject.email,
+        "issued_by": action.issued_by,
+        "rule": action.rule,
+        "facts": action.facts,
+    }
+    others = [a for a in desk.moderators.addresses if a.lower() != action.issued_by]
+    desk.tell_moderators(session, "moderator/ban-pending", case.id, context, now, recipients=others)
 
 
 def approve_ban(desk: Desk, session: Session, case: Case, moderator: str, now: datetime) -> str:
