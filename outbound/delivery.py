@@ -51,6 +51,11 @@ class SmtpTransport:
     def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
         try:
             asyncio.run(self._send(sender, recipient, raw))
+        except aiosmtplib.SMTPAuthenticationError as error:
+            # Our own login was refused: the operator's problem, not the message's. Keep it.
+            raise SendError(
+                f"login refused: {error.code} {error.message}", permanent=False
+            ) from error
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [r.code for r in error.recipients]
             raise SendError(str(error), permanent=all(c >= 500 for c in codes)) from error

@@ -91,7 +91,7 @@ def tls_smtp_server(
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
         ok = (auth.login.decode(), auth.password.decode()) == login
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
     options: dict[str, Any] = {"authenticator": authenticate, "auth_required": True}
     if implicit:
