@@ -218,14 +218,18 @@ def case_summary(session: Session, case: Case) -> dict[str, object]:
     }
 
 
-def history_of(session: Session, person: Person) -> dict[str, int]:
-    """How often this person has come to the desk, as reporter and as subject."""
-    as_reporter = session.scalar(
-        select(func.count()).select_from(Case).where(Case.reporter_id == person.id)
-    )
-    as_subject = session.scalar(
-        select(func.count()).select_from(Case).where(Case.subject_id == person.id)
-    )
+def history_of(
+    session: Session, person: Person, *, other_than: int | None = None
+) -> dict[str, int]:
+    """How often this person has come to the desk, as reporter and as subject.
+
+    `other_than` leaves out one case (the one being shown), so the counts are "earlier" ones.
+    """
+    cases = select(func.count()).select_from(Case)
+    if other_than is not None:
+        cases = cases.where(Case.id != other_than)
+    as_reporter = session.scalar(cases.where(Case.reporter_id == person.id))
+    as_subject = session.scalar(cases.where(Case.subject_id == person.id))
     return {"as_reporter": int(as_reporter or 0), "as_subject": int(as_subject or 0)}
 
 
@@ -269,7 +273,7 @@ def moderator_context(
         "text": inbound.body_text,
         "truncated": inbound.truncated,
         "attachments": [(a.filename, a.content_type, a.size) for a in inbound.attachments],
-        "reporter_history": history_of(session, reporter) if reporter else {},
+        "reporter_history": history_of(session, reporter, other_than=case.id) if reporter else {},
         "mentioned": mentioned,
         "mentioned_history": [person_history(session, address) for address in mentioned],
         "rules": [(rule.code, rule.title) for rule in RULES],

@@ -247,3 +247,20 @@ def test_report_text_is_escaped_in_html_and_html_only_mail_is_read_as_text(
     assert second.body_text == "This mentor copied my course & slides."
     text = parse(alerts[-1].raw).get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "This mentor copied my course & slides." in text and "steal()" not in text
+
+
+def test_the_new_case_email_counts_the_reporters_earlier_cases(app: App, clock: FixedClock) -> None:
+    ingest(app, make_mail(), clock)
+    ingest(
+        app, make_mail(subject="He did it again", body="Another WhatsApp payment request."), clock
+    )
+    with app.sessions() as session:
+        alerts = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.template == "moderator/new-case")
+            .where(OutboxMessage.recipient == MODERATORS[0])
+            .order_by(OutboxMessage.id)
+        ).all()
+    texts = [parse(a.raw).get_body(("plain",)).get_content() for a in alerts]  # type: ignore[union-attr]
+    assert "Reporter history: 0 earlier case(s) as reporter" in texts[0]
+    assert "Reporter history: 1 earlier case(s) as reporter" in texts[1]
