@@ -30,11 +30,11 @@ from casework.models import (
     Party,
     QuarantineEntry,
 )
-from casework.routing import route_reply
+from casework.routing import Route, route_reply
 from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
 from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
-from intake.classify import ClassifyContext, Verdict, classify
+from intake.classify import Classification, ClassifyContext, Verdict, classify
 from intake.moderator_mail import handle_moderator_mail
 from intake.parse import ParsedMessage, sha256_of
 
@@ -127,46 +127,12 @@ class Pipeline:
             return self._duplicate(session, parsed, source, now, earlier)
         verdict = classify(parsed, self._classify_context)
         if verdict.automated:
-            disposition = (
-                Disposition.LOOP if verdict.verdict is Verdict.LOOP else Disposition.AUTOMATED
-            )
-            row = self._row(parsed, source, now, disposition, f"{verdict.verdict}: {verdict.rule}")
-            session.add(row)
-            session.flush()
-            if verdict.verdict is Verdict.BOUNCE:
-                record_bounce(
-                    session,
-                    row,
-                    read_bounce(parsed, self._desk.desk.domain),
-                    now,
-                    secret=self._desk.desk.token_secret,
-                    desk_address=self._desk.desk.address,
-                    policy=self._suppression,
-                )
-            elif verdict.verdict is Verdict.FEEDBACK_REPORT:
-                record_complaint(
-                    session,
-                    row,
-                    read_bounce(parsed, self._desk.desk.domain),
-                    now,
-                    secret=self._desk.desk.token_secret,
-                    desk_address=self._desk.desk.address,
-                )
-            record_event(
-                session,
-                now,
-                "message.automated",
-                message=row.id,
-                verdict=verdict.verdict.value,
-                rule=verdict.rule,
-                detail=verdict.detail,
-            )
-            return Result(Outcome.PROCESSED, row.id, row.case_id, disposition, row.reason)
+            return self._automated(session, parsed, source, now, verdict)
         if not parsed.from_address:
-            row = self._row(parsed, source, now, Disposition.REJECTED, "no sender address")
-            session.add(row)
-            session.flush()
-            return Result(Outcome.PROCESSED, row.id, None, Disposition.REJECTED, row.reason)
+            row = self._record(
+                session, parsed, source, now, Disposition.REJECTED, "no sender address"
+            )
+            return _result(row)
         route = route_reply(
             session,
             secret=self._desk.desk.token_secret,
@@ -183,42 +149,84 @@ class Pipeline:
         )
         case = session.get(Case, route.case_id) if route is not None else None
         if route is not None and case is not None:
-            if route.party is Party.MODERATOR:
-                row = self._row(
-                    parsed,
-                    source,
-                    now,
-                    Disposition.COMMAND,
-                    f"moderator reply by {route.matched_by}",
-                )
-                session.add(row)
-                session.flush()
-                handle_moderator_mail(self._desk, session, case, route, parsed, row, now)
-                return Result(Outcome.PROCESSED, row.id, case.id, row.disposition, row.reason)
-            row = self._row(
-                parsed, source, now, Disposition.FOLLOW_UP, f"reply by {route.matched_by}"
-            )
-            session.add(row)
-            session.flush()
-            if route.party is Party.SUBJECT and record_appeal(self._desk, session, case, row, now):
-                # Recorded as an appeal; the moderators' appeal email replaces the follow-up one.
-                row.reason = f"appeal, reply by {route.matched_by}"
-            else:
-                add_follow_up(self._desk, session, case, row, route.party, now)
-            return Result(Outcome.PROCESSED, row.id, case.id, row.disposition, row.reason)
+            return self._reply(session, parsed, source, now, route, case)
         if self._desk.moderators.is_moderator(parsed.from_address):
             answered = caseless_mail_answered(session, [parsed.in_reply_to, *parsed.references])
             if answered is not None:
-                row = self._row(parsed, source, now, Disposition.REJECTED, "reply to caseless mail")
-                session.add(row)
-                session.flush()
+                reason = "reply to caseless mail"
+                row = self._record(session, parsed, source, now, Disposition.REJECTED, reason)
                 answer_caseless_reply(self._desk, session, row, answered, now)
-                return Result(Outcome.PROCESSED, row.id, None, row.disposition, row.reason)
-        row = self._row(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
+                return _result(row)
+        row = self._record(session, parsed, source, now, Disposition.NEW_CASE, verdict.rule)
+        open_case(self._desk, session, row, now)
+        return _result(row)
+
+    def _automated(
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        verdict: Classification,
+    ) -> Result:
+        """Recorded, tied to our mail when it is a bounce or complaint, and never answered."""
+        disposition = Disposition.LOOP if verdict.verdict is Verdict.LOOP else Disposition.AUTOMATED
+        reason = f"{verdict.verdict}: {verdict.rule}"
+        row = self._record(session, parsed, source, now, disposition, reason)
+        desk = self._desk.desk
+        if verdict.verdict is Verdict.BOUNCE:
+            record_bounce(
+                session, row, read_bounce(parsed, desk.domain), now, secret=desk.token_secret,
+                desk_address=desk.address, policy=self._suppression,
+            )  # fmt: skip
+        elif verdict.verdict is Verdict.FEEDBACK_REPORT:
+            record_complaint(
+                session, row, read_bounce(parsed, desk.domain), now, secret=desk.token_secret,
+                desk_address=desk.address,
+            )  # fmt: skip
+        record_event(
+            session, now, "message.automated", message=row.id, verdict=verdict.verdict.value,
+            rule=verdict.rule, detail=verdict.detail,
+        )  # fmt: skip
+        return _result(row)
+
+    def _reply(
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        route: Route,
+        case: Case,
+    ) -> Result:
+        """A reply on a case: commands from a moderator, an appeal, or a party's follow-up."""
+        if route.party is Party.MODERATOR:
+            reason = f"moderator reply by {route.matched_by}"
+            row = self._record(session, parsed, source, now, Disposition.COMMAND, reason)
+            handle_moderator_mail(self._desk, session, case, route, parsed, row, now)
+            return _result(row)
+        reason = f"reply by {route.matched_by}"
+        row = self._record(session, parsed, source, now, Disposition.FOLLOW_UP, reason)
+        if route.party is Party.SUBJECT and record_appeal(self._desk, session, case, row, now):
+            # Recorded as an appeal; the moderators' appeal email replaces the follow-up one.
+            row.reason = f"appeal, {reason}"
+        else:
+            add_follow_up(self._desk, session, case, row, route.party, now)
+        return _result(row)
+
+    def _record(
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        disposition: Disposition,
+        reason: str,
+    ) -> InboundMessage:
+        row = self._row(parsed, source, now, disposition, reason)
         session.add(row)
         session.flush()
-        case = open_case(self._desk, session, row, now)
-        return Result(Outcome.PROCESSED, row.id, case.id, Disposition.NEW_CASE, row.reason)
+        return row
 
     def _duplicate(
         self,
@@ -316,6 +324,10 @@ class Pipeline:
                 return Result(Outcome.QUARANTINED, None, None, None, entry.reason, entry.id)
         except (OperationalError, DBAPIError) as failure:
             raise TemporaryFailure(f"cannot quarantine: {failure}") from failure
+
+
+def _result(row: InboundMessage) -> Result:
+    return Result(Outcome.PROCESSED, row.id, row.case_id, row.disposition, row.reason)
 
 
 def find_seen(
