@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import email.utils
 import re
-from email.message import Message
-from email.parser import BytesHeaderParser
 
 MAX_HEADER_TEXT = 400
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none belong in a header.
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# RFC 5322 §3.6.8: printable ASCII except the colon.
+_FIELD_NAME = re.compile(rb"[!-9;-~]{1,76}")
 
 
 class UnsafeHeader(ValueError):
@@ -26,7 +23,7 @@ def header_text(value: str, *, limit: int = MAX_HEADER_TEXT) -> str:
     decodes RFC 2047 encoded words in values it is given, and an encoded CR LF would
     otherwise come out as a real line break. Long values are cut; the policy folds the rest.
     """
-    text = _CONTROLS.sub(" ", value)
+    text = CONTROLS.sub(" ", value)
     text = text.replace("=?", "= ?")
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -47,20 +44,37 @@ def check_address(address: str) -> str:
 
 
 def verify_composed(raw: bytes, recipient: str, expected: set[str]) -> None:
-    """Read our own message's header block back as a receiving server would; refuse surprises.
+    """Read our own message's header block back as strictly as any receiver could; refuse surprises.
 
-    The header names must be exactly those we set, with one value each, and the only
-    recipient must be `recipient`. Only the header block is read: that is where a smuggled
-    header or recipient would be, and reading the body again would double the cost.
+    Every line must end in CR LF, with no bare CR, LF or NUL and nothing but ASCII; the header
+    names must be exactly those we set, with one field each; and `To` must be `recipient` alone.
+    Only the header block is read: that is where a smuggled header or recipient would be.
     """
-    parsed: Message = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
-    names = [name.lower() for name in parsed.keys()]  # noqa: SIM118 (Message is not a Mapping)
-    if len(names) != len(set(names)) or set(names) - {e.lower() for e in expected}:
-        raise UnsafeHeader(f"unexpected headers in outbound message: {sorted(names)}")
-    for name in ("cc", "bcc", "resent-to", "resent-cc", "resent-bcc"):
-        if name in names:
-            raise UnsafeHeader(f"outbound message carries a {name} header")
-    to = parsed.get_all("To", [])
-    addresses = [a for _, a in email.utils.getaddresses([str(v) for v in to])]
-    if [a.lower() for a in addresses] != [recipient.lower()]:
-        raise UnsafeHeader(f"outbound message is addressed to {addresses!r}, not {recipient!r}")
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        raise UnsafeHeader("outbound message has no end to its header block")
+    block = raw[:end]
+    if not block.isascii() or b"\x00" in block:
+        raise UnsafeHeader("outbound header block is not plain ASCII")
+    lines = block.split(b"\r\n")
+    fields: dict[str, bytes] = {}
+    name = ""
+    for line in lines:
+        if b"\r" in line or b"\n" in line or len(line) > 998:
+            raise UnsafeHeader("outbound header block has a bare line break or an overlong line")
+        if line[:1] in (b" ", b"\t") and name:
+            fields[name] += line
+            continue
+        field_name, colon, value = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(field_name):
+            raise UnsafeHeader(f"not a header field in outbound message: {line[:80]!r}")
+        name = field_name.decode("ascii").lower()
+        if name in fields:
+            raise UnsafeHeader(f"outbound message carries two {name} fields")
+        fields[name] = value
+    unexpected = set(fields) - {e.lower() for e in expected}
+    if unexpected:
+        raise UnsafeHeader(f"unexpected headers in outbound message: {sorted(unexpected)}")
+    to = fields.get("to", b"").decode("ascii").strip()
+    if to.lower() != recipient.lower():
+        raise UnsafeHeader(f"outbound message is addressed to {to!r}, not {recipient!r}")

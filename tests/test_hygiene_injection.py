@@ -165,8 +165,7 @@ def test_no_text_can_add_a_header_or_recipient(
         in_reply_to=thread,
         references=(thread, "<ok@client.example>"),
     )
-    message = outbox.compose(notice, make_message_id("ecareermentor.in"), NOW)
-    raw = message.as_bytes(policy=email.policy.SMTP)
+    raw = outbox.compose(notice, make_message_id("ecareermentor.in"), NOW)
     assert_only_our_headers(raw, SENDER)
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
 
@@ -186,10 +185,10 @@ def test_a_recipient_is_one_address_or_refused(outbox: Outbox, recipient: str) -
         context={"subject": "s", "text": "t"},
     )
     try:
-        message = outbox.compose(notice, make_message_id("ecareermentor.in"), NOW)
+        raw = outbox.compose(notice, make_message_id("ecareermentor.in"), NOW)
     except UnsafeHeader:
         return  # refused before anything was written: safe
-    assert_only_our_headers(message.as_bytes(policy=email.policy.SMTP), recipient)
+    assert_only_our_headers(raw, recipient)
 
 
 @given(st.text())
@@ -229,5 +228,5 @@ def test_a_plain_recipient_is_accepted(outbox: Outbox) -> None:
         case_id=7,
         context={"subject": "s", "text": "t"},
     )
-    message = outbox.compose(notice, make_message_id("ecareermentor.in"), NOW)
-    assert_only_our_headers(message.as_bytes(), "o'brien+tag@mail.example.ie")
+    raw = outbox.compose(notice, make_message_id("ecareermentor.in"), NOW)
+    assert_only_our_headers(raw, "o'brien+tag@mail.example.ie")

@@ -1,0 +1,153 @@
+"""Our MIME writer: whatever we put in, a standard reader gets back exactly, in short CRLF lines."""
+
+from __future__ import annotations
+
+import email.header
+import email.policy
+import email.utils
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outbound import mime
+from outbound.headers import UnsafeHeader, header_text
+
+texts = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet="abc =?_\"\\()<>,;:@.'é", max_size=200),
+    st.text(alphabet=st.characters(min_codepoint=0x900, max_codepoint=0x97F), max_size=200),
+    st.builds(lambda n: "W" * n, st.integers(min_value=60, max_value=950)),
+)
+ADDRESS = "o'brien+tag@mail.example.ie"
+
+
+def read(raw: bytes) -> EmailMessage:
+    message = BytesParser(policy=email.policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def read_mailbox(raw: bytes, name: bytes) -> tuple[str, str]:
+    """A mailbox header as RFC 2047 reads it: white space between encoded words is dropped.
+
+    (The email package's modern parser keeps a space there, which the RFC forbids.)
+    """
+    unfolded = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ").decode("ascii")
+    value = next(line for line in unfolded.split("\r\n") if line.startswith(f"{name.decode()}:"))
+    ((display, address),) = email.utils.getaddresses([value.partition(":")[2]])
+    return str(email.header.make_header(email.header.decode_header(display))), address
+
+
+def header_lines(raw: bytes) -> list[bytes]:
+    return raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+def assert_well_formed(raw: bytes) -> None:
+    assert raw.isascii()
+    assert b"\r" not in raw.replace(b"\r\n", b"") and b"\n" not in raw.replace(b"\r\n", b"")
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def body_text(value: str) -> str:
+    """What a reader gets back from a text part: line ends as LF, ending in one."""
+    lines = value.encode("utf-8").splitlines()
+    return (b"\n".join(lines) + b"\n").decode("utf-8")
+
+
+@settings(max_examples=400, deadline=None)
+@given(subject=texts, name=texts, text=texts, html=st.none() | texts)
+def test_every_value_reads_back_exactly(
+    subject: str, name: str, text: str, html: str | None
+) -> None:
+    subject, name = header_text(subject, limit=900), header_text(name)
+    raw = mime.compose(
+        [
+            mime.mailbox("From", name, ADDRESS),
+            mime.structured("To", ADDRESS),
+            mime.unstructured("Subject", subject),
+            mime.structured("References", *[f"<{i}.{'x' * 40}@client.example>" for i in range(9)]),
+        ],
+        mime.Body(text, html),
+    )
+    assert_well_formed(raw)
+    message = read(raw)
+    assert str(message["Subject"]) == subject
+    assert read_mailbox(raw, b"From") == (name, ADDRESS)
+    assert [a.addr_spec for a in message["To"].addresses] == [ADDRESS]
+    assert len(str(message["References"]).split()) == 9
+    plain = message.get_body(preferencelist=("plain",))
+    assert plain is not None
+    assert plain.get_content().replace("\r\n", "\n") == body_text(text)
+    if html is None:
+        assert not message.is_multipart()
+    else:
+        part = message.get_body(preferencelist=("html",))
+        assert part is not None
+        assert part.get_content().replace("\r\n", "\n") == body_text(html)
+    if all(len(word) < 60 for word in f"{subject} {name}".split()):
+        assert all(len(line) <= 78 for line in header_lines(raw))
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("Hello,\nyour report is TS-12.\n", "7bit"),
+        ("A line longer than seventy-eight characters " * 3 + "\n", "quoted-printable"),
+        ("Priya Sharma wrote: \u201cit is fine\u201d\n", "quoted-printable"),
+        ("नमस्ते, आपकी रिपोर्ट मिल गई है।\n" * 4, "base64"),
+    ],
+)
+def test_the_transfer_encoding_fits_the_text(text: str, encoding: str) -> None:
+    raw = mime.compose([mime.structured("To", ADDRESS)], mime.Body(text))
+    message = read(raw)
+    assert message["Content-Transfer-Encoding"] == encoding
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content_charset() == "utf-8"
+    assert message.get_content().replace("\r\n", "\n") == text
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
+
+
+def test_a_plain_subject_is_folded_between_words() -> None:
+    subject = "[TS-4812] " + " ".join(["harassment"] * 20)
+    field = mime.unstructured("Subject", subject)
+    assert "=?" not in field
+    assert all(len(line) <= 78 for line in field.split("\r\n"))
+    assert field.replace("\r\n", "") == f"Subject: {subject}"
+
+
+def test_display_names_are_atoms_quoted_or_encoded() -> None:
+    plain = mime.mailbox("From", "Trust and Safety", ADDRESS)
+    assert plain == f"From: Trust and Safety <{ADDRESS}>"
+    assert mime.mailbox("From", 'Desk, "T&S"', ADDRESS) == f'From: "Desk, \\"T&S\\"" <{ADDRESS}>'
+    assert mime.mailbox("From", "", ADDRESS) == f"From: {ADDRESS}"
+    encoded = mime.mailbox("From", "Zoë", ADDRESS)
+    assert encoded == f"From: =?utf-8?q?Zo=C3=AB?= <{ADDRESS}>"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: mime.unstructured("Subject", "a\r\nBcc: x@victim.example"),
+        lambda: mime.unstructured("Bcc: x@victim.example\r\nSubject", "a"),
+        lambda: mime.mailbox("From", "a\nb", ADDRESS),
+        lambda: mime.structured("References", "<a@b>\r\nBcc: x@victim.example"),
+        lambda: mime.structured("References", "<é@b>"),
+        lambda: mime.structured("References", ""),
+    ],
+)
+def test_line_breaks_and_odd_values_are_refused(build: object) -> None:
+    assert callable(build)
+    with pytest.raises(UnsafeHeader):
+        build()
+
+
+def test_a_boundary_never_appears_in_the_parts() -> None:
+    raw = mime.compose([mime.structured("To", ADDRESS)], mime.Body("text\n", "<p>html</p>\n"))
+    message = read(raw)
+    boundary = message.get_boundary()
+    assert boundary is not None
+    assert raw.count(f"--{boundary}".encode()) == 3
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
