@@ -177,8 +177,8 @@ class Case(Base):
     detection: Mapped[Detection] = mapped_column(
         enum_column(Detection), default=Detection.COMMUNITY_REPORT
     )
-    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
-    subject_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id"))
     assignee: Mapped[str | None] = mapped_column(String(320))
     title: Mapped[str] = mapped_column(String(300), default="")
