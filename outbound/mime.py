@@ -23,6 +23,7 @@ _Q_SUFFIX = "?="
 _Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 _NAME = re.compile(r"^[!-9;-~]{1,76}$")
 # A display name of atoms and spaces needs no quoting (RFC 5322 §3.2.3 atext).
+_ASCII = bytes(range(128))
 _ATOMS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+$")
 
 
@@ -160,7 +161,7 @@ def _part(subtype: str, text: str) -> tuple[list[str], str]:
     head = [f'Content-Type: text/{subtype}; charset="utf-8"']
     if data.isascii() and all(len(line) <= FOLD_AT for line in data.split(b"\r\n")):
         return [*head, "Content-Transfer-Encoding: 7bit"], data.decode("ascii")
-    if sum(byte > 127 for byte in data) * 3 > len(data):
+    if len(data.translate(None, _ASCII)) * 3 > len(data):
         # Mostly non-Latin text: base64 is the smaller of the two.
         encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
         return [*head, "Content-Transfer-Encoding: base64"], encoded.decode("ascii")
