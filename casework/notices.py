@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from casework.models import OutboxMessage, Party
+from casework.models import Party
 
 
 class AutoSubmitted(StrEnum):
@@ -57,4 +57,4 @@ def check_elements(notice: Notice, text: str) -> None:
 class NoticeSink(Protocol):
     """Queues a notice in the outbox inside the caller's transaction."""
 
-    def queue(self, session: Session, notice: Notice, now: datetime) -> OutboxMessage: ...
+    def queue(self, session: Session, notice: Notice, now: datetime) -> None: ...

@@ -6,7 +6,9 @@ import email.utils
 import re
 import uuid
 from datetime import datetime
+from typing import cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from casework.models import OutboxMessage, OutboxStatus
@@ -18,6 +20,8 @@ from outbound.headers import check_address, header_text, verify_composed
 from outbound.render import RenderedEmail, Renderer
 
 LOOP_HEADER = "X-SafetyDesk-Loop"
+# A queued message is not read back in the transaction that writes it: a plain INSERT will do.
+_INSERT = insert(cast(Table, OutboxMessage.__table__))
 # A thread header carries message ids only: no spaces, no line breaks, nothing to decode.
 _MSGID = re.compile(r"^<[^<>\s\x00-\x1f\x7f=?]{1,500}@[^<>\s\x00-\x1f\x7f=?]{1,250}>$")
 _OUR_HEADERS = {
@@ -46,25 +50,26 @@ class Outbox:
         self._desk = desk
         self._renderer = renderer
 
-    def queue(self, session: Session, notice: Notice, now: datetime) -> OutboxMessage:
+    def queue(self, session: Session, notice: Notice, now: datetime) -> None:
         message_id = make_message_id(self._desk.domain)
         rendered, subject, raw = self._compose(notice, message_id, now)
         check_elements(notice, rendered.text)  # before the row exists: refused, not queued
-        row = OutboxMessage(
-            created_at=now,
-            case_id=notice.case_id,
-            party=notice.party,
-            template=notice.template,
-            message_id=message_id,
-            recipient=notice.recipient.lower(),
-            subject=subject,
-            raw=raw,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
+        session.execute(
+            _INSERT,
+            {
+                "created_at": now,
+                "case_id": notice.case_id,
+                "party": notice.party,
+                "template": notice.template,
+                "message_id": message_id,
+                "recipient": notice.recipient.lower(),
+                "subject": subject,
+                "raw": raw,
+                "status": OutboxStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+            },
         )
-        session.add(row)
-        return row
 
     def compose(self, notice: Notice, message_id: str, now: datetime) -> bytes:
         """The message for `notice`, exactly as `queue` would store it."""
