@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from casework.audit import record_event
@@ -21,7 +21,7 @@ from casework.models import (
     Person,
 )
 from casework.notices import AutoSubmitted, Notice
-from casework.people import ensure_person
+from casework.people import ensure_person, find_person
 from casework.rules import RULES, guess_rule, is_question
 
 _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
@@ -218,6 +218,22 @@ def case_summary(session: Session, case: Case) -> dict[str, object]:
     }
 
 
+# A person's cases as reporter and as subject, leaving out one case (or none: id 0).
+_HISTORY = select(
+    func.count().filter(Case.reporter_id == bindparam("person")),
+    func.count().filter(Case.subject_id == bindparam("person")),
+).where(
+    or_(Case.reporter_id == bindparam("person"), Case.subject_id == bindparam("person")),
+    Case.id != bindparam("other_than"),
+)
+_OPEN_CASES_ABOUT = (
+    select(Case.id)
+    .where(Case.subject_id == bindparam("person"))
+    .where(Case.status == CaseStatus.OPEN)
+    .order_by(Case.id)
+)
+
+
 def history_of(
     session: Session, person: Person, *, other_than: int | None = None
 ) -> dict[str, int]:
@@ -225,25 +241,18 @@ def history_of(
 
     `other_than` leaves out one case (the one being shown), so the counts are "earlier" ones.
     """
-    cases = select(func.count()).select_from(Case)
-    if other_than is not None:
-        cases = cases.where(Case.id != other_than)
-    as_reporter = session.scalar(cases.where(Case.reporter_id == person.id))
-    as_subject = session.scalar(cases.where(Case.subject_id == person.id))
+    as_reporter, as_subject = session.execute(
+        _HISTORY, {"person": person.id, "other_than": other_than or 0}
+    ).one()
     return {"as_reporter": int(as_reporter or 0), "as_subject": int(as_subject or 0)}
 
 
 def person_history(session: Session, email: str) -> dict[str, object]:
     """A person's history with the desk and the open cases about them, by address."""
-    person = session.scalars(select(Person).where(Person.email == email.lower())).first()
+    person = find_person(session, email)
     if person is None:
         return {"email": email, "as_reporter": 0, "as_subject": 0, "open_cases": []}
-    open_cases = session.scalars(
-        select(Case.id)
-        .where(Case.subject_id == person.id)
-        .where(Case.status == CaseStatus.OPEN)
-        .order_by(Case.id)
-    )
+    open_cases = session.scalars(_OPEN_CASES_ABOUT, {"person": person.id})
     return {
         "email": person.email,
         **history_of(session, person),

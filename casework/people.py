@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from casework.models import Person
@@ -14,8 +14,11 @@ def normalise_address(address: str) -> str:
     return address.strip().lower()
 
 
+_BY_EMAIL = select(Person).where(Person.email == bindparam("email"))
+
+
 def find_person(session: Session, email: str) -> Person | None:
-    return session.scalars(select(Person).where(Person.email == normalise_address(email))).first()
+    return session.scalars(_BY_EMAIL, {"email": normalise_address(email)}).first()
 
 
 def ensure_person(session: Session, email: str, now: datetime, name: str = "") -> Person:

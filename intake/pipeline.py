@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -330,25 +330,42 @@ def _result(row: InboundMessage) -> Result:
     return Result(Outcome.PROCESSED, row.id, row.case_id, row.disposition, row.reason)
 
 
+# Built once: these run for every message, and building a statement costs more than running it.
+_SAME_UID = (
+    select(InboundMessage.id)
+    .where(InboundMessage.mailbox == bindparam("mailbox"))
+    .where(InboundMessage.uidvalidity == bindparam("uidvalidity"))
+    .where(InboundMessage.uid == bindparam("uid"))
+    .limit(1)
+)
+_FIRST_RECORD = select(InboundMessage.id).where(InboundMessage.disposition != Disposition.DUPLICATE)
+_SAME_MESSAGE_ID = (
+    _FIRST_RECORD.where(InboundMessage.message_id == bindparam("message_id"))
+    .order_by(InboundMessage.id)
+    .limit(1)
+)
+_SAME_BYTES = (
+    _FIRST_RECORD.where(InboundMessage.sha256 == bindparam("sha256"))
+    .order_by(InboundMessage.id)
+    .limit(1)
+)
+
+
 def find_seen(
     session: Session, message_id: str | None, sha256: str, source: SourceRef
 ) -> InboundMessage | None:
     """The earlier record of this message: same mailbox UID, same Message-ID, or same bytes."""
+    found = None
     if source.uid is not None:
-        same_uid = session.scalars(
-            select(InboundMessage)
-            .where(InboundMessage.mailbox == source.mailbox)
-            .where(InboundMessage.uidvalidity == source.uidvalidity)
-            .where(InboundMessage.uid == source.uid)
-        ).first()
-        if same_uid is not None:
-            return same_uid
-    query = select(InboundMessage).where(InboundMessage.disposition != Disposition.DUPLICATE)
-    if message_id:
-        query = query.where(InboundMessage.message_id == message_id)
-    else:
-        query = query.where(InboundMessage.sha256 == sha256)
-    return session.scalars(query.order_by(InboundMessage.id).limit(1)).first()
+        found = session.execute(
+            _SAME_UID,
+            {"mailbox": source.mailbox, "uidvalidity": source.uidvalidity, "uid": source.uid},
+        ).scalar()
+    if found is None and message_id:
+        found = session.execute(_SAME_MESSAGE_ID, {"message_id": message_id}).scalar()
+    elif found is None:
+        found = session.execute(_SAME_BYTES, {"sha256": sha256}).scalar()
+    return None if found is None else session.get(InboundMessage, found)
 
 
 def _describe_source(source: SourceRef) -> str:
