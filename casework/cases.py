@@ -52,6 +52,7 @@ def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: dateti
 
     A moderator writing to the desk afresh opens a case found by proactive monitoring: notices
     then say so, and the moderator gets no acknowledgement (the new-case email is theirs too).
+    `inbound` may be new: it is then written with its case, in one statement.
     """
     reporter = ensure_person(session, inbound.from_address, now, inbound.from_name)
     proactive = desk.moderators.is_moderator(reporter.email)
@@ -74,6 +75,8 @@ def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: dateti
     session.flush()
     inbound.case_id = case.id
     inbound.party = Party.REPORTER
+    session.add(inbound)
+    session.flush()
     record_event(
         session,
         now,

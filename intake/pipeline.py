@@ -157,8 +157,8 @@ class Pipeline:
                 row = self._record(session, parsed, source, now, Disposition.REJECTED, reason)
                 answer_caseless_reply(self._desk, session, row, answered, now)
                 return _result(row)
-        row = self._record(session, parsed, source, now, Disposition.NEW_CASE, verdict.rule)
-        open_case(self._desk, session, row, now)
+        row = self._row(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
+        open_case(self._desk, session, row, now)  # writes the row together with its case
         return _result(row)
 
     def _automated(
