@@ -12,7 +12,7 @@ from casework.models import AuditEvent
 
 SYSTEM = "system"
 # Written without the ORM: an event is never read back or changed in the transaction that adds
-# it, and a plain INSERT costs a fifth of a unit-of-work flush on the intake's hot path.
+# it, and a plain INSERT costs about a third of a unit-of-work flush on the intake's hot path.
 _INSERT = insert(cast(Table, AuditEvent.__table__))
 
 
