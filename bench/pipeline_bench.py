@@ -1,0 +1,111 @@
+"""Cost of the pipeline alone: N pre-parsed messages through `Pipeline.process`, no IMAP.
+
+Usage: .venv/bin/python bench/pipeline_bench.py [--messages 1000] [--kind report|automated]
+       [--database sqlite|postgres]
+
+Prints milliseconds per message (wall and CPU) and the SQL statements one message costs, by kind
+of statement. Parsing is done before the clock starts, as the IMAP intake's parse helper does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import event
+
+from bench.imap_throughput import corpus
+from intake.parse import parse_message
+from intake.pipeline import SourceRef
+from scheduler.app import build_app
+from scheduler.config import parse_settings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--kind", choices=["report", "automated"], default="report")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="safetydesk-bench-"))
+    db_name = ""
+    try:
+        if args.database == "postgres":
+            import psycopg
+
+            db_name = f"safetydesk_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(
+                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+            ) as admin:
+                admin.execute(f'CREATE DATABASE "{db_name}"')
+            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db_name}"
+        else:
+            url = f"sqlite:///{work / 'desk.sqlite3'}"
+        (work / "secret").write_text(secrets.token_hex(32))
+        settings = parse_settings(
+            {
+                "desk": {
+                    "address": "mentor4u@ecareermentor.in",
+                    "token_secret_file": str(work / "secret"),
+                },
+                "database": {"url": url},
+                "intake": {"source": "maildir", "maildir": str(work / "in")},
+                "outbound": {"transport": "maildir", "maildir": str(work / "out")},
+                "moderators": {"addresses": ["asha.moderator@ecareermentor.in"]},
+            },
+            base=work,
+            environ=dict(os.environ),
+        )
+        app = build_app(settings, migrate=True)
+        messages = corpus(args.messages, args.kind)
+        parsed = [
+            parse_message(raw, max_bytes=app.pipeline.limits.max_message_bytes) for raw in messages
+        ]
+        statements: collections.Counter[str] = collections.Counter()
+
+        @event.listens_for(app.engine, "before_cursor_execute")
+        def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            statements[" ".join(statement.split()[:3])] += 1
+
+        now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for uid, (raw, message) in enumerate(zip(messages, parsed, strict=True), start=1):
+            source = SourceRef(mailbox="INBOX", uidvalidity=1, uid=uid)
+            app.pipeline.process(raw, source, now, parsed=message)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        n = len(messages)
+        print(
+            f"{args.database}, {n} {args.kind} messages: {elapsed / n * 1000:.2f} ms/message wall "
+            f"({n / elapsed:.0f}/s), {cpu / n * 1000:.2f} ms/message CPU"
+        )
+        print(f"statements per message: {sum(statements.values()) / n:.1f}")
+        for statement, times in statements.most_common():
+            print(f"  {times / n:5.2f}  {statement}")
+        app.engine.dispose()
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if db_name:
+            import psycopg
+
+            with psycopg.connect(
+                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+            ) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
