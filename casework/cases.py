@@ -21,7 +21,7 @@ from casework.models import (
     Person,
 )
 from casework.notices import AutoSubmitted, Notice
-from casework.people import ensure_person, find_person
+from casework.people import ensure_person, find_or_add_person, find_person
 from casework.rules import RULES, guess_rule, is_question
 
 _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
@@ -52,9 +52,9 @@ def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: dateti
 
     A moderator writing to the desk afresh opens a case found by proactive monitoring: notices
     then say so, and the moderator gets no acknowledgement (the new-case email is theirs too).
-    `inbound` may be new: it is then written with its case, in one statement.
+    `inbound` may be new: it is then written in the same flush as the case (and a new reporter).
     """
-    reporter = ensure_person(session, inbound.from_address, now, inbound.from_name)
+    reporter = find_or_add_person(session, inbound.from_address, now, inbound.from_name)
     proactive = desk.moderators.is_moderator(reporter.email)
     kind = CaseKind.QUESTION if is_question(inbound.subject, inbound.body_text) else CaseKind.REPORT
     if proactive:
@@ -66,17 +66,15 @@ def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: dateti
         suggested_category=None
         if kind is CaseKind.QUESTION
         else guess_rule(f"{inbound.subject}\n{inbound.body_text}"),
-        reporter_id=reporter.id,
+        reporter=reporter,
         title=(inbound.subject or "(no subject)")[:300],
         created_at=now,
         updated_at=now,
     )
-    session.add(case)
-    session.flush()
-    inbound.case_id = case.id
+    inbound.case = case
     inbound.party = Party.REPORTER
-    session.add(inbound)
-    session.flush()
+    session.add_all([case, inbound])
+    session.flush()  # the reporter if new, the case, and the message, in that order
     record_event(
         session,
         now,

@@ -237,6 +237,7 @@ class InboundMessage(Base):
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", cascade="all, delete-orphan"
     )
+    case: Mapped[Case | None] = relationship()
 
 
 class Attachment(Base):
