@@ -22,8 +22,8 @@ _Q_SUFFIX = "?="
 # RFC 2047 §5(3): the characters an encoded word may carry as themselves, even inside a phrase.
 _Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 _NAME = re.compile(r"^[!-9;-~]{1,76}$")
-# A display name of atoms and spaces needs no quoting (RFC 5322 §3.2.3 atext).
 _ASCII = bytes(range(128))
+# A display name of atoms and spaces needs no quoting (RFC 5322 §3.2.3 atext).
 _ATOMS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+$")
 
 
@@ -58,7 +58,8 @@ def unstructured(name: str, value: str) -> str:
     """`Name: value` for free text, in lines of at most 78 characters where it can be.
 
     Text that is not plain ASCII, that would read as an encoded word, or that holds a word too
-    long to fold is written as RFC 2047 encoded words, which any reader decodes back to it.
+    long to fold is written as RFC 2047 encoded words, which any reader decodes back to it
+    exactly; plain text is folded between words, and runs of spaces in it become one.
     """
     _check(name, value)
     if _needs_encoding(name, value):
@@ -159,7 +160,9 @@ def _part(subtype: str, text: str) -> tuple[list[str], str]:
     """The Content-Type and Content-Transfer-Encoding lines of one text part, and its content."""
     data = b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
     head = [f'Content-Type: text/{subtype}; charset="utf-8"']
-    if data.isascii() and all(len(line) <= FOLD_AT for line in data.split(b"\r\n")):
+    # RFC 2045 §2.7: 7bit data is short lines of ASCII with no NUL.
+    seven_bit = data.isascii() and b"\x00" not in data
+    if seven_bit and all(len(line) <= FOLD_AT for line in data.split(b"\r\n")):
         return [*head, "Content-Transfer-Encoding: 7bit"], data.decode("ascii")
     if len(data.translate(None, _ASCII)) * 3 > len(data):
         # Mostly non-Latin text: base64 is the smaller of the two.

@@ -98,6 +98,7 @@ def test_every_value_reads_back_exactly(
         ("A line longer than seventy-eight characters " * 3 + "\n", "quoted-printable"),
         ("Priya Sharma wrote: \u201cit is fine\u201d\n", "quoted-printable"),
         ("नमस्ते, आपकी रिपोर्ट मिल गई है।\n" * 4, "base64"),
+        ("a NUL \x00 is never sent as 7bit\n", "quoted-printable"),
     ],
 )
 def test_the_transfer_encoding_fits_the_text(text: str, encoding: str) -> None:
