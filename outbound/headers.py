@@ -19,9 +19,9 @@ class UnsafeHeader(ValueError):
 def header_text(value: str, *, limit: int = MAX_HEADER_TEXT) -> str:
     """`value` as one harmless line of header text.
 
-    Line breaks and controls become spaces; `=?` is broken up because the email package
-    decodes RFC 2047 encoded words in values it is given, and an encoded CR LF would
-    otherwise come out as a real line break. Long values are cut; the policy folds the rest.
+    Line breaks and controls become spaces, and `=?` is broken up so that no text from a sender
+    or moderator can be read as an RFC 2047 encoded word (an encoded CR LF, say) by the
+    recipient's mail program. Long values are cut; the MIME writer folds the rest.
     """
     text = CONTROLS.sub(" ", value)
     text = text.replace("=?", "= ?")

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outbound import mime
-from outbound.headers import UnsafeHeader, header_text
+from outbound.headers import UnsafeHeader, header_text, verify_composed
 
 texts = st.one_of(
     st.text(max_size=300),
@@ -152,3 +152,34 @@ def test_a_boundary_never_appears_in_the_parts() -> None:
     assert boundary is not None
     assert raw.count(f"--{boundary}".encode()) == 3
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+
+
+GOOD = (
+    b"From: Desk <mentor4u@ecareermentor.in>\r\nTo: " + ADDRESS.encode() + b"\r\n"
+    b"Subject: [TS-1]\r\n folded\r\nMIME-Version: 1.0\r\n\r\nbody\r\n"
+)
+EXPECTED = {"From", "To", "Subject", "MIME-Version"}
+
+
+def test_the_read_back_accepts_what_we_write() -> None:
+    verify_composed(GOOD, ADDRESS, EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (GOOD.replace(b"[TS-1]", b"[TS-1]\nBcc: x@victim.example"), "bare line break"),
+        (GOOD.replace(b"[TS-1]", b"[TS-1]\rBcc: x@victim.example"), "bare line break"),
+        (GOOD.replace(b"Subject:", b"Bcc: x@victim.example\r\nSubject:"), "unexpected headers"),
+        (GOOD.replace(b"Subject:", b"To: x@victim.example\r\nSubject:"), "two to fields"),
+        (GOOD.replace(ADDRESS.encode(), b"x@victim.example"), "addressed to 'x@victim"),
+        (GOOD.replace(ADDRESS.encode(), ADDRESS.encode() + b", x@victim.example"), "addressed to"),
+        (b" folded first\r\n" + GOOD, "not a header field"),
+        (GOOD.replace(b"Subject: [TS-1]", b"Subject: [TS-1] \xc3\xa9"), "not plain ascii"),
+        (GOOD.replace(b"Subject: [TS-1]", b"Subject: " + b"W" * 1000), "overlong line"),
+        (GOOD.replace(b"\r\n\r\n", b"\r\n"), "no end to its header block"),
+    ],
+)
+def test_the_read_back_refuses_anything_else(raw: bytes, why: str) -> None:
+    with pytest.raises(UnsafeHeader, match=f"(?i){why}"):
+        verify_composed(raw, ADDRESS, EXPECTED)
