@@ -155,35 +155,16 @@ def decide_appeal(
         lifted = undo_action(
             desk, session, action, ActionStatus.OVERTURNED, decider, reasoning, now
         )
-    subject = action.person
-    standing = standing_of(session, desk.policy, subject.id, now)
-    queue_notice(
-        desk,
-        session,
-        Notice(
-            template="subject/appeal-decided",
-            recipient=subject.email,
-            party=Party.SUBJECT,
-            case_id=case.id,
-            context={
-                "ref": case.ref,
-                "name": subject.name,
-                "action": action.ref,
-                "kind": action.kind.value,
-                "overturned": overturn,
-                "reasoning": reasoning,
-                "lifted": any(r.person_id == subject.id for r in lifted),
-                "standing": describe_standing(desk.policy, standing),
-            },
-        ),
-        now,
-    )
+    _tell_subject(
+        desk, session, case, action, "subject/appeal-decided", lifted, now,
+        overturned=overturn, reasoning=reasoning,
+    )  # fmt: skip
     if overturn:
         return (
             f"{action.ref} overturned: it no longer counts and its restrictions are lifted "
             f"({len(lifted)})"
         )
-    return f"{action.ref} upheld; {subject.email} has been told the reasons"
+    return f"{action.ref} upheld; {action.person.email} has been told the reasons"
 
 
 def revoke_action(
@@ -216,29 +197,44 @@ def revoke_action(
         appeal.reasoning = reason
     lifted = undo_action(desk, session, found, ActionStatus.REVOKED, revoker, reason, now)
     if was_known:
-        subject = found.person
-        standing = standing_of(session, desk.policy, subject.id, now)
-        queue_notice(
-            desk,
-            session,
-            Notice(
-                template="subject/revoked",
-                recipient=subject.email,
-                party=Party.SUBJECT,
-                case_id=case.id,
-                context={
-                    "ref": case.ref,
-                    "name": subject.name,
-                    "action": found.ref,
-                    "kind": found.kind.value,
-                    "reason": reason,
-                    "lifted": any(r.person_id == subject.id for r in lifted),
-                    "standing": describe_standing(desk.policy, standing),
-                },
-            ),
-            now,
-        )
+        _tell_subject(desk, session, case, found, "subject/revoked", lifted, now, reason=reason)
     return f"{found.ref} revoked: it no longer counts; {len(lifted)} restriction(s) lifted"
+
+
+def _tell_subject(
+    desk: Desk,
+    session: Session,
+    case: Case,
+    action: Action,
+    template: str,
+    lifted: list[Restriction],
+    now: datetime,
+    **details: object,
+) -> None:
+    """Tell the person an action on their account changed: what, whether restrictions lifted,
+    and their standing now."""
+    subject = action.person
+    standing = standing_of(session, desk.policy, subject.id, now)
+    queue_notice(
+        desk,
+        session,
+        Notice(
+            template=template,
+            recipient=subject.email,
+            party=Party.SUBJECT,
+            case_id=case.id,
+            context={
+                "ref": case.ref,
+                "name": subject.name,
+                "action": action.ref,
+                "kind": action.kind.value,
+                "lifted": any(r.person_id == subject.id for r in lifted),
+                "standing": describe_standing(desk.policy, standing),
+                **details,
+            },
+        ),
+        now,
+    )
 
 
 def undo_action(
