@@ -12,16 +12,18 @@ expires every strike (with their notices), and the same sweep run again.
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
+import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from sqlalchemy import select
 
+from bench.scratch import MODERATOR, bench_settings, scratch_database
 from casework.db import transaction
 from casework.enforcement import apply_sanction
 from casework.models import Case, CaseKind, Program
@@ -30,31 +32,9 @@ from casework.programs import import_roster, read_roster
 from casework.settings import Step
 from casework.sweeps import EnforcementSweep
 from scheduler.app import build_app
-from scheduler.config import parse_settings
 from scheduler.enforcement_views import enforcement_answer
 
 START = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
-MODERATOR = "asha.moderator@ecareermentor.in"
-
-
-def make_database(kind: str, folder: Path) -> tuple[str, str | None]:
-    if kind == "sqlite":
-        return f"sqlite:///{folder / 'bench.sqlite3'}", None
-    import psycopg
-
-    name = f"safetydesk_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
-
-
-def drop_database(name: str | None) -> None:
-    if name is None:
-        return
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -63,18 +43,9 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
-    (folder / "secret").write_text(secrets.token_hex(32))
-    url, pg_name = make_database(args.database, folder)
-    try:
-        settings = parse_settings(
-            {
-                "desk": {"address": "mentor4u@ecareermentor.in", "token_secret_file": "secret"},
-                "database": {"url": url},
-                "outbound": {"transport": "maildir", "maildir": "out"},
-                "moderators": {"addresses": [MODERATOR], "trusted_authserv_ids": ["mx"]},
-            },
-            base=folder,
-            environ={},
+    with scratch_database(args.database, folder) as url:
+        settings = bench_settings(
+            folder, url, moderators={"addresses": [MODERATOR], "trusted_authserv_ids": ["mx"]}
         )
         app = build_app(settings, migrate=True)
         programs = args.strikes // 10
@@ -146,8 +117,6 @@ def main() -> None:
         print(f"  catch-up sweep 7 months later: {catch_up:.1f} s ({result})")
         print(f"  the same sweep again: {rerun * 1000:.0f} ms ({again})")
         app.engine.dispose()
-    finally:
-        drop_database(pg_name)
 
 
 if __name__ == "__main__":

@@ -6,38 +6,28 @@ Run from the repository root: `.venv/bin/python bench/held_backlog.py [COUNT]`.
 from __future__ import annotations
 
 import logging
-import secrets
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from sqlalchemy import func, select
 
+from bench.scratch import bench_settings
 from casework.db import transaction
 from casework.models import OutboxMessage, OutboxStatus, Party
 from scheduler.app import build_app
-from scheduler.config import parse_settings
 
 
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     folder = Path(tempfile.mkdtemp())
-    (folder / "secret").write_text(secrets.token_hex(32))
-    settings = parse_settings(
-        {
-            "desk": {
-                "address": "mentor4u@ecareermentor.in",
-                "token_secret_file": str(folder / "secret"),
-            },
-            "database": {"url": f"sqlite:///{folder / 'desk.sqlite3'}"},
-            "outbound": {"transport": "maildir", "maildir": str(folder / "out")},
-            "hygiene": {"per_address_cap": 5},
-        },
-        base=folder,
-        environ={},
+    settings = bench_settings(
+        folder, f"sqlite:///{folder / 'desk.sqlite3'}", hygiene={"per_address_cap": 5}
     )
     app = build_app(settings, migrate=True)
     now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)

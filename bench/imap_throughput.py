@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
+from bench.scratch import bench_settings, scratch_database
 from casework.clock import FixedClock
 from casework.models import Case, InboundMessage
 from intake.imap import ImapIntake
 from scheduler.app import build_app
-from scheduler.config import parse_settings
 from scheduler.imap_intake import imap_options
-from tests.imap_servers import make_server
+from tests.imap_servers import ImapServer, make_server
 from tests.mail import make_mail
 
 
@@ -80,106 +80,83 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="safetydesk-bench-"))
     server = make_server(args.server)
-    db_name = ""
     try:
-        if args.database == "postgres":
-            import psycopg
-
-            db_name = f"safetydesk_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(
-                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
-            ) as admin:
-                admin.execute(f'CREATE DATABASE "{db_name}"')
-            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db_name}"
-        else:
-            url = f"sqlite:///{work / 'desk.sqlite3'}"
-        (work / "secret").write_text(secrets.token_hex(32))
-        (work / "imap-password").write_text(server.password)
-        settings = parse_settings(
-            {
-                "desk": {
-                    "address": "mentor4u@ecareermentor.in",
-                    "token_secret_file": str(work / "secret"),
-                },
-                "database": {"url": url},
-                "intake": {
-                    "source": "imap",
-                    "imap": {
-                        "host": server.host,
-                        "port": server.port,
-                        "tls": "none",
-                        "username": server.username,
-                        "password_file": str(work / "imap-password"),
-                        "processed_folder": "Processed",
-                        "batch_size": args.batch_size,
-                        "after_processing": args.after,
-                        "parse_workers": args.parse_workers,
-                    },
-                },
-                "outbound": {"transport": "maildir", "maildir": str(work / "out")},
-                "moderators": {"addresses": ["asha.moderator@ecareermentor.in"]},
-            },
-            base=work,
-            environ=dict(os.environ),
-        )
-        app = build_app(settings, migrate=True)
-        messages = corpus(args.messages, args.kind)
-        started = time.perf_counter()
-        with server.client() as client:
-            for start in range(0, len(messages), 500):
-                client.multiappend("INBOX", messages[start : start + 500])
-        print(f"delivered {len(messages)} messages in {time.perf_counter() - started:.1f}s")
-
-        clock = FixedClock(datetime(2027, 1, 4, 9, 0, tzinfo=UTC))
-        intake = ImapIntake(imap_options(settings), app.pipeline, app.sessions)
-        profiler = cProfile.Profile() if args.profile else None
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        if profiler:
-            profiler.enable()
-        report = intake.run_pass(clock.now)
-        if profiler:
-            profiler.disable()
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu_started
-        intake.close()
-
-        with app.sessions() as session:
-            rows = session.scalar(select(func.count()).select_from(InboundMessage))
-            cases = session.scalar(select(func.count()).select_from(Case))
-        left = len(server.uids("INBOX")) if args.after == "move" else 0
-        print(
-            f"{args.server} -> {args.database}, {args.kind}, batch {args.batch_size}, "
-            f"parse workers {args.parse_workers}, "
-            f"{args.after}: "
-            f"{len(report.results)} messages in {elapsed:.2f}s = "
-            f"{len(report.results) / elapsed:.0f} messages/s "
-            f"({rows} inbound rows, {cases} cases, {left} left in INBOX)\n"
-            f"  worker CPU {cpu / max(len(report.results), 1) * 1000:.2f} ms/message "
-            f"(= {len(report.results) / max(cpu, 1e-9):.0f} messages/s with a core to itself), "
-            f"fetch {report.fetch_seconds:.2f}s, pipeline {report.pipeline_seconds:.2f}s "
-            f"({report.pipeline_seconds / max(len(report.results), 1) * 1000:.2f} ms/message), "
-            f"move/flag {report.settle_seconds:.2f}s; IMAP side alone "
-            f"{len(report.results) / max(report.fetch_seconds + report.settle_seconds, 1e-9):.0f}"
-            " messages/s"
-        )
-        if profiler:
-            pstats.Stats(profiler).sort_stats(
-                os.environ.get("BENCH_SORT", "cumulative")
-            ).print_stats(35)
-        app.engine.dispose()
-        return 0 if rows == args.messages and left == 0 else 1
+        with scratch_database(args.database, work) as url:
+            return measure(args, server, work, url)
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
-        if db_name:
-            import psycopg
 
-            with psycopg.connect(
-                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
-            ) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+def measure(args: argparse.Namespace, server: ImapServer, work: Path, url: str) -> int:
+    """One timed pass of the intake over `args.messages` delivered messages; 0 when all went."""
+    (work / "imap-password").write_text(server.password)
+    settings = bench_settings(
+        work,
+        url,
+        intake={
+            "source": "imap",
+            "imap": {
+                "host": server.host,
+                "port": server.port,
+                "tls": "none",
+                "username": server.username,
+                "password_file": str(work / "imap-password"),
+                "processed_folder": "Processed",
+                "batch_size": args.batch_size,
+                "after_processing": args.after,
+                "parse_workers": args.parse_workers,
+            },
+        },
+    )
+    app = build_app(settings, migrate=True)
+    messages = corpus(args.messages, args.kind)
+    started = time.perf_counter()
+    with server.client() as client:
+        for start in range(0, len(messages), 500):
+            client.multiappend("INBOX", messages[start : start + 500])
+    print(f"delivered {len(messages)} messages in {time.perf_counter() - started:.1f}s")
+
+    clock = FixedClock(datetime(2027, 1, 4, 9, 0, tzinfo=UTC))
+    intake = ImapIntake(imap_options(settings), app.pipeline, app.sessions)
+    profiler = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    if profiler:
+        profiler.enable()
+    report = intake.run_pass(clock.now)
+    if profiler:
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    intake.close()
+
+    with app.sessions() as session:
+        rows = session.scalar(select(func.count()).select_from(InboundMessage))
+        cases = session.scalar(select(func.count()).select_from(Case))
+    left = len(server.uids("INBOX")) if args.after == "move" else 0
+    print(
+        f"{args.server} -> {args.database}, {args.kind}, batch {args.batch_size}, "
+        f"parse workers {args.parse_workers}, "
+        f"{args.after}: "
+        f"{len(report.results)} messages in {elapsed:.2f}s = "
+        f"{len(report.results) / elapsed:.0f} messages/s "
+        f"({rows} inbound rows, {cases} cases, {left} left in INBOX)\n"
+        f"  worker CPU {cpu / max(len(report.results), 1) * 1000:.2f} ms/message "
+        f"(= {len(report.results) / max(cpu, 1e-9):.0f} messages/s with a core to itself), "
+        f"fetch {report.fetch_seconds:.2f}s, pipeline {report.pipeline_seconds:.2f}s "
+        f"({report.pipeline_seconds / max(len(report.results), 1) * 1000:.2f} ms/message), "
+        f"move/flag {report.settle_seconds:.2f}s; IMAP side alone "
+        f"{len(report.results) / max(report.fetch_seconds + report.settle_seconds, 1e-9):.0f}"
+        " messages/s"
+    )
+    if profiler:
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(
+            35
+        )
+    app.engine.dispose()
+    return 0 if rows == args.messages and left == 0 else 1
 
 
 if __name__ == "__main__":

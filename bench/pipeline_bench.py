@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
-import secrets
 import shutil
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import event
 
 from bench.imap_throughput import corpus
+from bench.scratch import bench_settings, scratch_database
 from intake.parse import parse_message
 from intake.pipeline import SourceRef
 from scheduler.app import build_app
-from scheduler.config import parse_settings
+from scheduler.config import Settings
 
 
 def main() -> int:
@@ -41,70 +39,42 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="safetydesk-bench-"))
-    db_name = ""
     try:
-        if args.database == "postgres":
-            import psycopg
-
-            db_name = f"safetydesk_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(
-                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
-            ) as admin:
-                admin.execute(f'CREATE DATABASE "{db_name}"')
-            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db_name}"
-        else:
-            url = f"sqlite:///{work / 'desk.sqlite3'}"
-        (work / "secret").write_text(secrets.token_hex(32))
-        settings = parse_settings(
-            {
-                "desk": {
-                    "address": "mentor4u@ecareermentor.in",
-                    "token_secret_file": str(work / "secret"),
-                },
-                "database": {"url": url},
-                "intake": {"source": "maildir", "maildir": str(work / "in")},
-                "outbound": {"transport": "maildir", "maildir": str(work / "out")},
-                "moderators": {"addresses": ["asha.moderator@ecareermentor.in"]},
-            },
-            base=work,
-            environ=dict(os.environ),
-        )
-        app = build_app(settings, migrate=True)
-        messages = corpus(args.messages, args.kind)
-        parsed = [
-            parse_message(raw, max_bytes=app.pipeline.limits.max_message_bytes) for raw in messages
-        ]
-        statements: collections.Counter[str] = collections.Counter()
-
-        @event.listens_for(app.engine, "before_cursor_execute")
-        def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-            statements[" ".join(statement.split()[:3])] += 1
-
-        now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for uid, (raw, message) in enumerate(zip(messages, parsed, strict=True), start=1):
-            source = SourceRef(mailbox="INBOX", uidvalidity=1, uid=uid)
-            app.pipeline.process(raw, source, now, parsed=message)
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        n = len(messages)
-        print(
-            f"{args.database}, {n} {args.kind} messages: {elapsed / n * 1000:.2f} ms/message wall "
-            f"({n / elapsed:.0f}/s), {cpu / n * 1000:.2f} ms/message CPU"
-        )
-        print(f"statements per message: {sum(statements.values()) / n:.1f}")
-        for statement, times in statements.most_common():
-            print(f"  {times / n:5.2f}  {statement}")
-        app.engine.dispose()
-        return 0
+        with scratch_database(args.database, work) as url:
+            measure(args, bench_settings(work, url, intake={"source": "maildir", "maildir": "in"}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if db_name:
-            import psycopg
+    return 0
 
-            with psycopg.connect(
-                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
-            ) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+def measure(args: argparse.Namespace, settings: Settings) -> None:
+    """Time `args.messages` messages through the pipeline and count their statements."""
+    app = build_app(settings, migrate=True)
+    messages = corpus(args.messages, args.kind)
+    parsed = [
+        parse_message(raw, max_bytes=app.pipeline.limits.max_message_bytes) for raw in messages
+    ]
+    statements: collections.Counter[str] = collections.Counter()
+
+    @event.listens_for(app.engine, "before_cursor_execute")
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements[" ".join(statement.split()[:3])] += 1
+
+    now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for uid, (raw, message) in enumerate(zip(messages, parsed, strict=True), start=1):
+        source = SourceRef(mailbox="INBOX", uidvalidity=1, uid=uid)
+        app.pipeline.process(raw, source, now, parsed=message)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    n = len(messages)
+    print(
+        f"{args.database}, {n} {args.kind} messages: {elapsed / n * 1000:.2f} ms/message wall "
+        f"({n / elapsed:.0f}/s), {cpu / n * 1000:.2f} ms/message CPU"
+    )
+    print(f"statements per message: {sum(statements.values()) / n:.1f}")
+    for statement, times in statements.most_common():
+        print(f"  {times / n:5.2f}  {statement}")
+    app.engine.dispose()
 
 
 if __name__ == "__main__":
