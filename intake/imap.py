@@ -325,7 +325,7 @@ class ImapIntake:
         if self.login_failures == self.options.login_alert_after:
             log.error(
                 "IMAP login refused %d times in a row (%s); the desk reads no mail until "
-                "[intake.imap] username/password are fixed",
+                "the [intake.imap] login (username, password or token command) is fixed",
                 self.login_failures,
                 error,
             )

@@ -13,6 +13,8 @@ from typing import Any
 import imapclient
 from imapclient import exceptions as imap_exceptions
 
+from casework.credentials import LoginMethod, TokenCommand, TokenError
+
 log = logging.getLogger(__name__)
 
 
@@ -29,7 +31,7 @@ class ImapTlsError(ImapConnectionError):
 
 
 class ImapLoginError(ImapError):
-    """The server refused the username or password: an operator has to fix the credentials."""
+    """The login failed (refused, no such mechanism, no token): an operator has to fix it."""
 
 
 class ImapCommandError(ImapError):
@@ -51,7 +53,8 @@ class FolderState:
 class Endpoint:
     """Where and how to connect; `tls` is "ssl", "starttls" or "none".
 
-    Certificates are checked against the system's trust store, or `ca_file` when given.
+    Certificates are checked against the system's trust store, or `ca_file` when given. With an
+    OAuth 2.0 `method`, `token` gives the access token at each login and `password` is unused.
     """
 
     host: str
@@ -61,6 +64,8 @@ class Endpoint:
     password: str
     timeout: float
     ca_file: str = ""
+    method: LoginMethod = LoginMethod.PASSWORD
+    token: TokenCommand | None = None
 
 
 @contextlib.contextmanager
@@ -250,6 +255,67 @@ class ImapConnection:
             self._client.idle_done()
 
 
+def log_in(client: imapclient.IMAPClient, endpoint: Endpoint, what: str) -> None:
+    """LOGIN with the password, or AUTHENTICATE with a fresh OAuth 2.0 access token."""
+    if not endpoint.method.uses_token:
+        with translated(what):
+            client.login(endpoint.username, endpoint.password)
+        return
+    mechanism = endpoint.method.value.upper()
+    with translated(what):
+        offered = {c.upper() for c in client.capabilities()}
+    if f"AUTH={mechanism}".encode() not in offered:
+        methods = sorted(c.decode()[5:] for c in offered if c.startswith(b"AUTH="))
+        raise ImapLoginError(
+            f"{what}: the server does not offer {mechanism} "
+            f"(its SASL mechanisms: {', '.join(methods) or 'none'})"
+        )
+    if endpoint.token is None:
+        raise ImapLoginError(f"{what}: {mechanism} needs a token command")
+    try:
+        token = endpoint.token.fetch()
+    except TokenError as error:
+        raise ImapLoginError(f"{what}: {error}") from None
+    exchange = BearerExchange(endpoint.method, endpoint.username, token)
+    try:
+        with translated(what):
+            client.sasl_login(mechanism, exchange)
+    except ImapLoginError as error:
+        raise ImapLoginError(f"{error}{exchange.server_said()}") from None
+
+
+class BearerExchange:
+    """The client side of XOAUTH2 and OAUTHBEARER (RFC 7628): a token, then an error's close.
+
+    On failure the server sends a JSON status as a challenge; the client answers it with an
+    empty response (XOAUTH2) or ^A (RFC 7628 §3.2.3) and the server then says NO.
+    """
+
+    def __init__(self, method: LoginMethod, username: str, token: str) -> None:
+        if method is LoginMethod.XOAUTH2:
+            first = f"user={username}\x01auth=Bearer {token}\x01\x01"
+            self._close = b""
+        else:
+            authzid = username.replace("=", "=3D").replace(",", "=2C")
+            first = f"n,a={authzid},\x01auth=Bearer {token}\x01\x01"
+            self._close = b"\x01"
+        self._first: bytes | None = first.encode()
+        self._status = b""
+
+    def __call__(self, challenge: bytes) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        self._status = bytes(challenge)[:300]
+        return self._close
+
+    def server_said(self) -> str:
+        """The server's JSON error status, when it sent one (e.g. {"status":"401",...})."""
+        if not self._status:
+            return ""
+        return f" (server status: {self._status.decode('ascii', 'replace')})"
+
+
 def connect(endpoint: Endpoint, *, ssl_context: ssl.SSLContext | None = None) -> ImapConnection:
     """Connect, secure the channel as configured and log in; never downgrades to plain text."""
     where = f"{endpoint.host}:{endpoint.port} ({endpoint.tls})"
@@ -274,8 +340,7 @@ def connect(endpoint: Endpoint, *, ssl_context: ssl.SSLContext | None = None) ->
                     client.starttls(context)
                 except (imaplib.IMAP4.error, imap_exceptions.IMAPClientError) as error:
                     raise ImapTlsError(f"STARTTLS with {where}: {error}") from error
-        with translated(f"login to {where} as {endpoint.username}"):
-            client.login(endpoint.username, endpoint.password)
+        log_in(client, endpoint, f"login to {where} as {endpoint.username}")
         return ImapConnection(client, endpoint)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from casework.credentials import LoginMethod
 from casework.durations import Duration, DurationError
 from casework.settings import DeskSettings, ModeratorSettings, PolicySettings, Step
 
@@ -49,6 +50,8 @@ class ImapSettings:
     tls: Tls = Tls.SSL
     username: str = ""
     password: str = ""
+    auth: LoginMethod = LoginMethod.PASSWORD
+    token_command: tuple[str, ...] = ()
     folder: str = "INBOX"
     processed_folder: str = "SafetyDesk/Processed"
     quarantine_folder: str = ""
@@ -236,6 +239,14 @@ def _read_strings(key: str, value: Any) -> tuple[str, ...]:
     return tuple(_read_str(f"{key}[{index}]", item) for index, item in enumerate(items))
 
 
+def _read_command(key: str, value: Any) -> tuple[str, ...]:
+    """A program and its arguments, run without a shell: a non-empty list of strings."""
+    argv = _read_strings(key, value)
+    if not argv or not argv[0].strip():
+        raise ConfigError(f'{key}: expected a program and its arguments, e.g. ["oama", "access"]')
+    return argv
+
+
 def _read_enum(kind: type[StrEnum]) -> Reader:
     def read(key: str, value: Any) -> StrEnum:
         text = _read_str(key, value)
@@ -295,6 +306,8 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "port": _read_port,
         "tls": _read_enum(Tls),
         "username": _read_str,
+        "auth": _read_enum(LoginMethod),
+        "token_command": _read_command,
         "folder": _read_nonempty,
         "processed_folder": _read_nonempty,
         "quarantine_folder": _read_str,
@@ -497,6 +510,7 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
             )
     if intake.source is IntakeSource.IMAP and not imap.username:
         raise ConfigError('[intake.imap] username: missing required key (source is "imap")')
+    _check_login("intake.imap", imap.auth, imap.token_command, imap.password)
     for key, other in (
         ("processed_folder", imap.processed_folder),
         ("quarantine_folder", imap.quarantine_folder),
@@ -525,6 +539,26 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
             "[desk] token_secret_file: missing required key (the secret that signs reply addresses)"
         )
     return settings
+
+
+def _check_login(
+    section: str, method: LoginMethod, token_command: tuple[str, ...], password: str
+) -> None:
+    """A token login needs its command; a password login must not be given one (or vice versa)."""
+    if method.uses_token and not token_command:
+        raise ConfigError(
+            f'[{section}] token_command: missing required key (auth is "{method.value}")'
+        )
+    if method.uses_token and password:
+        raise ConfigError(
+            f'[{section}] password_file/password_env: not used when auth is "{method.value}"; '
+            "remove it"
+        )
+    if token_command and not method.uses_token:
+        raise ConfigError(
+            f'[{section}] token_command: only used when auth is "xoauth2" or "oauthbearer" '
+            f'(auth is "{method.value}")'
+        )
 
 
 def _anchor_sqlite(url: str, base: Path) -> str:

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.clock import Clock
+from casework.credentials import TokenCommand
 from intake.imap import ImapIntake, ImapOptions, login_problem
 from intake.imap_client import Endpoint, ImapError, ImapLoginError, ImapTlsError, connect
 from intake.pipeline import Pipeline, Result
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 def imap_options(settings: Settings) -> ImapOptions:
     """The intake's options from [intake] and [intake.imap]."""
     imap = settings.intake.imap
+    timeout = imap.timeout.approximate().total_seconds()
     return ImapOptions(
         endpoint=Endpoint(
             host=imap.host,
@@ -29,8 +31,10 @@ def imap_options(settings: Settings) -> ImapOptions:
             tls=imap.tls.value,
             username=imap.username,
             password=imap.password,
-            timeout=imap.timeout.approximate().total_seconds(),
+            timeout=timeout,
             ca_file=str(imap.ca_file) if imap.ca_file else "",
+            method=imap.auth,
+            token=TokenCommand(imap.token_command, timeout) if imap.token_command else None,
         ),
         folder=imap.folder,
         processed_folder=imap.processed_folder,
@@ -103,7 +107,10 @@ def check_imap(
     """Log in and examine the folder; also report login failures the worker has recorded."""
     options = imap_options(settings)
     endpoint = options.endpoint
-    where = f"{endpoint.username} at {endpoint.host}:{endpoint.port} ({endpoint.tls})"
+    where = (
+        f"{endpoint.username} at {endpoint.host}:{endpoint.port} "
+        f"({endpoint.tls}, {endpoint.method.value})"
+    )
     worker_note = ""
     if sessions is not None:
         try:

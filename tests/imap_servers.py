@@ -11,15 +11,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import imapclient
 import pytest
 
-from tests.conftest import service_missing
+from scheduler.config import Settings
+from tests.conftest import SettingsFactory, service_missing
 
+PROCESSED = "Processed"
 USERNAME = "desk"
 PASSWORD = "s3cret-desk-password"
 
@@ -66,6 +69,8 @@ class ImapServer:
     password: str = PASSWORD
     process: subprocess.Popen[bytes] | None = None
     tls: bool = False
+    # Dovecot only: also accept XOAUTH2 and OAUTHBEARER, asking this introspection URL.
+    oauth2_url: str = ""
 
     @property
     def certificate(self) -> Path:
@@ -202,6 +207,21 @@ class DovecotServer(ImapServer):
         if self.tls:
             self.make_certificate()
             ssl = f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{root / 'key.pem'}"
+        mechanisms = "plain login"
+        oauth2 = ""
+        if self.oauth2_url:
+            (root / "oauth2.conf").write_text(
+                "introspection_mode = post\n"
+                f"introspection_url = {self.oauth2_url}\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+            )
+            mechanisms += " xoauth2 oauthbearer"
+            oauth2 = (
+                "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {root}/oauth2.conf\n}}"
+            )
         config = root / "dovecot.conf"
         config.write_text(
             f"""
@@ -213,7 +233,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 default_internal_user = {internal_user}
 default_internal_group = {internal_user}
@@ -223,6 +243,7 @@ first_valid_gid = 0
 mail_location = maildir:{root}/mail/%u
 mail_uid = {mail_user}
 mail_gid = {mail_user}
+{oauth2}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
@@ -243,6 +264,10 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  # No auth penalty (delays growing to 15 s after failed logins) for the tests' own client.
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 protocol imap {{
   mail_max_userip_connections = 200
@@ -291,7 +316,7 @@ protocol imap {{
             time.sleep(0.02)
 
 
-def make_server(kind: str, *, tls: bool = False) -> ImapServer:
+def make_server(kind: str, *, tls: bool = False, oauth2_url: str = "") -> ImapServer:
     """A started server of `kind` ("pymap" or "dovecot") in its own world-readable temp dir."""
     if kind == "dovecot" and not (shutil.which("dovecot") and shutil.which("doveadm")):
         service_missing("dovecot is not installed (run .ci/dovecot.sh)")
@@ -300,7 +325,7 @@ def make_server(kind: str, *, tls: bool = False) -> ImapServer:
     root = Path(tempfile.mkdtemp(prefix=f"safetydesk-{kind}-"))
     root.chmod(0o755)
     server: ImapServer = (
-        DovecotServer(kind, root, tls=tls)
+        DovecotServer(kind, root, tls=tls, oauth2_url=oauth2_url)
         if kind == "dovecot"
         else PymapServer(kind, root, tls=tls)
     )
@@ -343,3 +368,31 @@ def pymap_server() -> Iterator[ImapServer]:
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def imap_settings(
+    make_settings: SettingsFactory, sqlite_url: str, tmp_path: Path
+) -> Callable[..., Settings]:
+    """Settings pointing the intake at a test server; keywords override [intake.imap] keys."""
+
+    def make(server: ImapServer, url: str | None = None, **imap: Any) -> Settings:
+        secret = tmp_path / "imap-password"
+        secret.write_text(server.password)
+        values: dict[str, Any] = {
+            "host": server.host,
+            "port": server.port,
+            "tls": "none",
+            "username": server.username,
+            "password_file": str(secret),
+            "processed_folder": PROCESSED,
+            "poll_interval": "PT30S",
+            "timeout": "PT10S",
+            "reconnect_min": "PT1S",
+        }
+        values.update(imap)
+        values = {key: value for key, value in values.items() if value is not None}
+        intake = {"source": "imap", "imap": values}
+        return make_settings(url or sqlite_url, intake=intake)
+
+    return make

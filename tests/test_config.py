@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from casework.credentials import LoginMethod
 from casework.durations import Duration
 from casework.settings import Step
 from scheduler.config import ConfigError, IntakeSource, Tls, load_settings
@@ -91,6 +92,34 @@ def test_minimal_config_gets_the_policy_defaults(tmp_path: Path) -> None:
         ),
         ("[intake]\nsource = 'imap'", "[intake.imap] username: missing required key"),
         ("[logging]\nlevel = 'loud'", "[logging] level: 'loud' is not a log level"),
+        (
+            "[intake.imap]\nauth = 'kerberos'",
+            '[intake.imap] auth: \'kerberos\' is not one of "password", "xoauth2", "oauthbearer"',
+        ),
+        (
+            "[intake.imap]\nauth = 'xoauth2'",
+            '[intake.imap] token_command: missing required key (auth is "xoauth2")',
+        ),
+        (
+            "[intake.imap]\nauth = 'oauthbearer'\ntoken_command = ['oama']\npassword_env = 'HOME'",
+            '[intake.imap] password_file/password_env: not used when auth is "oauthbearer"',
+        ),
+        (
+            "[intake.imap]\ntoken_command = ['oama', 'access']",
+            '[intake.imap] token_command: only used when auth is "xoauth2" or "oauthbearer"',
+        ),
+        (
+            "[intake.imap]\nauth = 'xoauth2'\ntoken_command = 'oama access'",
+            "[intake.imap] token_command: expected a list of strings, got a string",
+        ),
+        (
+            "[intake.imap]\nauth = 'xoauth2'\ntoken_command = []",
+            "[intake.imap] token_command: expected a program and its arguments",
+        ),
+        (
+            "[intake.imap]\nauth = 'xoauth2'\ntoken_command = ['oama', 7]",
+            "[intake.imap] token_command[1]: expected a string",
+        ),
     ],
 )
 def test_a_bad_key_is_named_with_the_problem(tmp_path: Path, extra: str, message: str) -> None:
@@ -122,6 +151,17 @@ def test_secrets_from_environment_and_loopback_plaintext(tmp_path: Path) -> None
     settings = load_settings(write(tmp_path, text), environ={"SD_PW": "s3cret"})
     assert settings.outbound.smtp.password == "s3cret"
     assert settings.outbound.smtp.tls is Tls.NONE
+
+
+def test_a_token_login_needs_no_password(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[intake]\nsource = "imap"\n[intake.imap]\nusername = "mentor4u@ecareermentor.in"\n'
+        'auth = "XOAUTH2"\ntoken_command = ["oama", "access", "mentor4u@ecareermentor.in"]\n'
+    )
+    imap = load_settings(write(tmp_path, text)).intake.imap
+    assert imap.auth is LoginMethod.XOAUTH2
+    assert imap.token_command == ("oama", "access", "mentor4u@ecareermentor.in")
+    assert imap.password == ""
 
 
 def test_durations_are_calendar_aware() -> None:

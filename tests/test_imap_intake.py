@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,38 +38,10 @@ from scheduler.app import App, build_app
 from scheduler.config import Settings
 from scheduler.imap_intake import check_imap, imap_options
 from tests.conftest import SettingsFactory
-from tests.imap_servers import ImapServer
+from tests.imap_servers import PROCESSED, ImapServer
 from tests.mail import make_mail
 
-PROCESSED = "Processed"
 QUARANTINE = "Quarantine"
-
-
-@pytest.fixture
-def imap_settings(
-    make_settings: SettingsFactory, sqlite_url: str, tmp_path: Path
-) -> Callable[..., Settings]:
-    """Settings pointing the intake at a test server; keywords override [intake.imap] keys."""
-
-    def make(server: ImapServer, url: str | None = None, **imap: Any) -> Settings:
-        secret = tmp_path / "imap-password"
-        secret.write_text(server.password)
-        values: dict[str, Any] = {
-            "host": server.host,
-            "port": server.port,
-            "tls": "none",
-            "username": server.username,
-            "password_file": str(secret),
-            "processed_folder": PROCESSED,
-            "poll_interval": "PT30S",
-            "timeout": "PT10S",
-            "reconnect_min": "PT1S",
-        }
-        values.update(imap)
-        intake = {"source": "imap", "imap": values}
-        return make_settings(url or sqlite_url, intake=intake)
-
-    return make
 
 
 @pytest.fixture

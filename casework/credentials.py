@@ -1,0 +1,90 @@
+"""OAuth 2.0 access tokens for the desk's mail logins, fetched from an operator's command."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from enum import StrEnum
+
+# RFC 6750 §2.1: a bearer token is b64token: letters, digits and -._~+/ then optional "=".
+_TOKEN_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+_MAX_TOKEN = 16 * 1024
+_MAX_DETAIL = 200
+
+
+class LoginMethod(StrEnum):
+    """How a mailbox login proves who the desk is."""
+
+    PASSWORD = "password"
+    XOAUTH2 = "xoauth2"  # Google's and Microsoft's SASL mechanism
+    OAUTHBEARER = "oauthbearer"  # RFC 7628
+
+    @property
+    def uses_token(self) -> bool:
+        return self is not LoginMethod.PASSWORD
+
+
+class TokenError(Exception):
+    """The token command failed or printed something that is not an access token."""
+
+
+@dataclass(frozen=True)
+class TokenCommand:
+    """A program (no shell) that prints a fresh access token on standard output.
+
+    It runs before every login, because access tokens expire (an hour is usual): refreshing
+    them is the program's job (oama, mutt_oauth2.py, a cloud CLI, `cat` of a file kept fresh).
+    """
+
+    argv: tuple[str, ...]
+    timeout: float
+
+    def fetch(self) -> str:
+        """The token, or TokenError saying what went wrong (never containing the output)."""
+        name = self.argv[0] if self.argv else "(empty)"
+        if not self.argv:
+            raise TokenError("token command is empty")
+        try:
+            done = subprocess.run(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise TokenError(
+                f"token command {name} did not finish within {self.timeout:g} s"
+            ) from None
+        except OSError as error:
+            raise TokenError(f"token command {name} cannot run: {error.strerror}") from None
+        if done.returncode != 0:
+            raise TokenError(
+                f"token command {name} exited with status {done.returncode}" + _said(done.stderr)
+            )
+        return _read_token(name, done.stdout)
+
+
+def _read_token(name: str, output: bytes) -> str:
+    token = output.strip()
+    if not token:
+        raise TokenError(f"token command {name} printed nothing")
+    if len(token) > _MAX_TOKEN:
+        raise TokenError(f"token command {name} printed {len(token)} bytes, more than a token")
+    text = token.decode("ascii", "replace")
+    if not set(text) <= _TOKEN_CHARACTERS:
+        # The output is not repeated: it might be a secret printed by mistake.
+        raise TokenError(
+            f"token command {name} printed something that is not a bearer token "
+            "(one line of letters, digits and -._~+/=)"
+        )
+    return text
+
+
+def _said(stderr: bytes) -> str:
+    """The last line the command wrote to standard error, shortened, for the operator."""
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
+    last = next((line for line in reversed(lines) if line), "")
+    return f": {last[:_MAX_DETAIL]}" if last else ""
