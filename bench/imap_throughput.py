@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
-from bench.scratch import bench_settings, scratch_database
+from bench.scratch import bench_settings, machine_reference, scratch_database
 from casework.clock import FixedClock
 from casework.models import Case, InboundMessage
 from intake.imap import ImapIntake
@@ -77,6 +77,7 @@ def main() -> int:
     parser.add_argument("--parse-workers", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    print(machine_reference())
 
     work = Path(tempfile.mkdtemp(prefix="safetydesk-bench-"))
     server = make_server(args.server)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import event
 
 from bench.imap_throughput import corpus
-from bench.scratch import bench_settings, scratch_database
+from bench.scratch import bench_settings, machine_reference, scratch_database
 from intake.parse import parse_message
 from intake.pipeline import SourceRef
 from scheduler.app import build_app
@@ -37,6 +37,7 @@ def main() -> int:
     parser.add_argument("--kind", choices=["report", "automated"], default="report")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     args = parser.parse_args()
+    print(machine_reference())
 
     work = Path(tempfile.mkdtemp(prefix="safetydesk-bench-"))
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import timeit
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,3 +47,13 @@ def bench_settings(folder: Path, url: str, **sections: dict[str, Any]) -> Settin
         **sections,
     }
     return parse_settings(document, base=folder, environ=dict(os.environ))
+
+
+def machine_reference() -> str:
+    """How fast this machine runs plain Python, so that figures from two machines compare.
+
+    The same benchmark on two of the project's 2-vCPU machines has differed by more than two
+    times; a figure is only meaningful beside this line.
+    """
+    best = min(timeit.repeat("sum(range(100))", number=200_000, repeat=5)) / 200_000
+    return f"machine reference: {best * 1e9:.0f} ns per sum(range(100))"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -43,6 +43,19 @@ class Hold:
     reason: str
 
 
+@dataclass
+class Tally:
+    """What one claim has looked up and taken so far; within a claim counts only grow.
+
+    Each address's suppression and sent count is read once per claim, and the global count
+    once, then kept up to date as rows are claimed: a claim of N rows costs queries per
+    address, not per row, and a backlog of held mail costs none.
+    """
+
+    holds: dict[str, Hold] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)  # per address, and _GLOBAL
+
+
 @dataclass(frozen=True)
 class DeliveryGate:
     """Decides, row by row at claim time, whether an outbox message may be sent now."""
@@ -50,55 +63,67 @@ class DeliveryGate:
     policy: CapPolicy
 
     def check(
+        self, session: Session, row: OutboxMessage, now: datetime, tally: Tally
+    ) -> Hold | None:
+        """None when `row` may go now, else why it is held (the caller holds it)."""
+        recipient = row.recipient
+        moderator = recipient in self.policy.exempt
+        known = tally.holds.get(recipient) or (None if moderator else tally.holds.get(_GLOBAL))
+        if known is not None:
+            return known
+        cap = self.policy.moderator_cap if moderator else self.policy.per_address_cap
+        window = self.policy.per_address_window
+        if recipient not in tally.sent:
+            suppression = active_suppression(session, recipient, now)
+            if suppression is not None:
+                tally.holds[recipient] = Hold(
+                    HoldKind.SUPPRESSED,
+                    f"{recipient} is suppressed until {suppression.until.isoformat()} "
+                    f"({suppression.reason})",
+                )
+                return tally.holds[recipient]
+            tally.sent[recipient] = _count_sent(session, now - window, recipient) if cap > 0 else 0
+        sent = tally.sent[recipient]
+        if cap > 0 and sent >= cap:
+            tally.holds[recipient] = Hold(
+                HoldKind.ADDRESS_CAP,
+                f"{sent} messages to {recipient} in the last {window} (cap {cap})",
+            )
+            return tally.holds[recipient]
+        cap = 0 if moderator else self.policy.global_cap_per_hour
+        if cap > 0:
+            if _GLOBAL not in tally.sent:
+                tally.sent[_GLOBAL] = _count_sent(
+                    session, now - _HOUR, None, exclude=self.policy.exempt
+                )
+            sent = tally.sent[_GLOBAL]
+            if sent >= cap:
+                tally.holds[_GLOBAL] = Hold(
+                    HoldKind.GLOBAL_CAP, f"{sent} automatic messages in the last hour (cap {cap})"
+                )
+                return tally.holds[_GLOBAL]
+        return None
+
+    def take(self, row: OutboxMessage, tally: Tally) -> None:
+        """Count `row`, just claimed, against its caps for the rest of the claim."""
+        tally.sent[row.recipient] = tally.sent.get(row.recipient, 0) + 1
+        if _GLOBAL in tally.sent and row.recipient not in self.policy.exempt:
+            tally.sent[_GLOBAL] += 1
+
+    def hold(
         self,
         session: Session,
         row: OutboxMessage,
+        hold: Hold,
         now: datetime,
-        memo: dict[str, Hold] | None = None,
-    ) -> Hold | None:
-        """None when `row` may go now, else why it is held (the caller holds it).
+        current: OutboxHold | None,
+    ) -> bool:
+        """Hold `row` (whose open hold is `current`); True when this is a new hold.
 
-        Within one claim counts only grow, so a hold decided for an address (or for the
-        global cap) is remembered in `memo`: a backlog of held mail costs no queries per row.
+        A new hold gets an audit event; the caller logs it.
         """
-        memo = {} if memo is None else memo
-        moderator = row.recipient in self.policy.exempt
-        known = memo.get(row.recipient) or (None if moderator else memo.get(_GLOBAL))
-        if known is not None:
-            return known
-        suppression = active_suppression(session, row.recipient, now)
-        if suppression is not None:
-            memo[row.recipient] = Hold(
-                HoldKind.SUPPRESSED,
-                f"{row.recipient} is suppressed until {suppression.until.isoformat()} "
-                f"({suppression.reason})",
-            )
-            return memo[row.recipient]
-        cap = self.policy.moderator_cap if moderator else self.policy.per_address_cap
-        if cap > 0:
-            window = self.policy.per_address_window
-            sent = _count_sent(session, now - window, row.recipient)
-            if sent >= cap:
-                memo[row.recipient] = Hold(
-                    HoldKind.ADDRESS_CAP,
-                    f"{sent} messages to {row.recipient} in the last {window} (cap {cap})",
-                )
-                return memo[row.recipient]
-        cap = 0 if moderator else self.policy.global_cap_per_hour
-        if cap > 0:
-            sent = _count_sent(session, now - _HOUR, None, exclude=self.policy.exempt)
-            if sent >= cap:
-                memo[_GLOBAL] = Hold(
-                    HoldKind.GLOBAL_CAP, f"{sent} automatic messages in the last hour (cap {cap})"
-                )
-                return memo[_GLOBAL]
-        return None
-
-    def hold(self, session: Session, row: OutboxMessage, hold: Hold, now: datetime) -> bool:
-        """Hold `row`; True when this is a new hold (an audit event; the caller logs it)."""
         row.status = OutboxStatus.HELD
         row.claimed_at = None
-        current = open_hold(session, row.id)
         if current is not None and current.kind is hold.kind:
             return False
         if current is not None:
@@ -118,9 +143,10 @@ class DeliveryGate:
         log.debug("holding outbox #%s to %s: %s", row.id, row.recipient, hold.reason)
         return True
 
-    def release(self, session: Session, row: OutboxMessage, now: datetime) -> None:
-        """End the open hold of `row`, if any: the window allows it now."""
-        current = open_hold(session, row.id)
+    def release(
+        self, session: Session, row: OutboxMessage, now: datetime, current: OutboxHold | None
+    ) -> None:
+        """End `current`, the open hold of `row`, if any: the window allows it now."""
         if current is None:
             return
         current.released_at = now
@@ -138,13 +164,17 @@ class DeliveryGate:
         log.info("releasing outbox #%s to %s (%s)", row.id, row.recipient, current.kind.value)
 
 
-def open_hold(session: Session, outbox_id: int) -> OutboxHold | None:
-    return session.scalars(
+def open_holds(session: Session, outbox_ids: list[int]) -> dict[int, OutboxHold]:
+    """The open hold of each of these outbox rows that has one (the newest, if several)."""
+    found: dict[int, OutboxHold] = {}
+    for hold in session.scalars(
         select(OutboxHold)
-        .where(OutboxHold.outbox_id == outbox_id)
+        .where(OutboxHold.outbox_id.in_(outbox_ids))
         .where(OutboxHold.released_at.is_(None))
-        .order_by(OutboxHold.id.desc())
-    ).first()
+        .order_by(OutboxHold.id)
+    ):
+        found[hold.outbox_id] = hold
+    return found
 
 
 def held_by_gate() -> object:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import mailbox
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-import aiosmtplib
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.audit import record_event
 from casework.db import transaction
 from casework.models import OutboxMessage, OutboxStatus
-from outbound.caps import DeliveryGate, Hold, held_by_gate, log_holds
+from outbound.caps import DeliveryGate, Tally, held_by_gate, log_holds, open_holds
 
 log = logging.getLogger(__name__)
 
@@ -32,52 +32,16 @@ class SendError(Exception):
         self.permanent = permanent
 
 
-class Transport(Protocol):
+class Link(Protocol):
+    """An open way to send: one SMTP connection, or a Maildir."""
+
     def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class SmtpTransport:
-    """aiosmtplib over SSL, STARTTLS, or plaintext (loopback only; checked by the config)."""
-
-    host: str
-    port: int
-    tls: str
-    username: str = ""
-    password: str = ""
-    timeout: float = 30.0
-    ca_file: str | None = None
-
-    def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
-        try:
-            asyncio.run(self._send(sender, recipient, raw))
-        except aiosmtplib.SMTPAuthenticationError as error:
-            # Our own login was refused: the operator's problem, not the message's. Keep it.
-            raise SendError(
-                f"login refused: {error.code} {error.message}", permanent=False
-            ) from error
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            codes = [r.code for r in error.recipients]
-            raise SendError(str(error), permanent=all(c >= 500 for c in codes)) from error
-        except aiosmtplib.SMTPResponseException as error:
-            raise SendError(f"{error.code} {error.message}", permanent=error.code >= 500) from error
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            raise SendError(f"{type(error).__name__}: {error}", permanent=False) from error
-
-    async def _send(self, sender: str, recipient: str, raw: bytes) -> None:
-        await aiosmtplib.send(
-            raw,
-            sender=sender,
-            recipients=[recipient],
-            hostname=self.host,
-            port=self.port,
-            use_tls=self.tls == "ssl",
-            start_tls=self.tls == "starttls",
-            username=self.username or None,
-            password=self.password or None,
-            timeout=self.timeout,
-            cert_bundle=self.ca_file,
-        )
+class Transport(Protocol):
+    def connect(self) -> AbstractContextManager[Link]:
+        """A link for one delivery run, closed at its end (opened lazily by SMTP)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +49,9 @@ class MaildirTransport:
     """Writes each message into a Maildir instead of sending it (demos, dry runs, tests)."""
 
     path: Path
+
+    def connect(self) -> AbstractContextManager[Link]:
+        return contextlib.nullcontext(self)
 
     def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
         try:
@@ -132,12 +99,13 @@ class Deliverer:
     def flush(self, now: datetime) -> dict[DeliveryResult, int]:
         """Deliver everything due at `now`; returns how many were sent, deferred, dead."""
         counts = dict.fromkeys(DeliveryResult, 0)
-        while True:
-            claimed = self._claim(now)
-            if not claimed:
-                return counts
-            for row_id, recipient, raw, key in claimed:
-                counts[self._deliver(row_id, recipient, raw, key, now)] += 1
+        with self.transport.connect() as link:
+            while True:
+                claimed = self._claim(now)
+                if not claimed:
+                    return counts
+                for row_id, recipient, raw, key in claimed:
+                    counts[self._deliver(link, row_id, recipient, raw, key, now)] += 1
 
     def _claim(self, now: datetime) -> list[tuple[int, str, bytes, str]]:
         # A row stuck in SENDING past its lease belonged to a worker that died mid-send:
@@ -151,7 +119,7 @@ class Deliverer:
             due = or_(due, (OutboxMessage.status == OutboxStatus.HELD) & held_by_gate())
         claimed: list[OutboxMessage] = []
         after = 0
-        memo: dict[str, Hold] = {}
+        tally = Tally()
         newly_held: Counter[tuple[str, str]] = Counter()
         with transaction(self.sessions) as session:
             while len(claimed) < self.batch_size:
@@ -165,39 +133,42 @@ class Deliverer:
                 ).all()
                 if not rows:
                     break
+                holding = open_holds(session, [r.id for r in rows]) if self.gate else {}
                 for row in rows:
                     after = row.id
                     if len(claimed) >= self.batch_size:
                         break
                     if self.gate is not None:
-                        hold = self.gate.check(session, row, now, memo)
+                        hold = self.gate.check(session, row, now, tally)
+                        current = holding.get(row.id)
                         if hold is not None:
                             if row.status is not OutboxStatus.HELD and self.gate.hold(
-                                session, row, hold, now
+                                session, row, hold, now, current
                             ):
                                 newly_held[(row.recipient, hold.reason)] += 1
                             continue
-                        self.gate.release(session, row, now)
+                        self.gate.release(session, row, now, current)
+                        self.gate.take(row, tally)
                     row.status = OutboxStatus.SENDING
                     row.claimed_at = now
                     row.attempts += 1
-                    session.flush()  # the caps count what this claim has taken so far
                     claimed.append(row)
             log_holds(newly_held)
             return [(r.id, r.recipient, r.raw, _maildir_key(r)) for r in claimed]
 
     def _deliver(
-        self, row_id: int, recipient: str, raw: bytes, key: str, now: datetime
+        self, link: Link, row_id: int, recipient: str, raw: bytes, key: str, now: datetime
     ) -> DeliveryResult:
         try:
-            self.transport.send(self.sender, recipient, raw, key)
+            link.send(self.sender, recipient, raw, key)
         except SendError as error:
             return self._failed(row_id, str(error), error.permanent, now)
         with transaction(self.sessions) as session:
-            row = session.get_one(OutboxMessage, row_id)
-            row.status = OutboxStatus.SENT
-            row.sent_at = now
-            row.last_error = ""
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id)
+                .values(status=OutboxStatus.SENT, sent_at=now, last_error="")
+            )
         log.info("sent outbox #%s to %s", row_id, recipient)
         return DeliveryResult.SENT
 

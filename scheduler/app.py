@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from casework.credentials import TokenCommand
 from casework.db import is_current, make_engine, make_sessions, upgrade
 from casework.desk import Desk
 from casework.reminders import make_sweeps
@@ -17,10 +18,11 @@ from casework.sweeps import EnforcementSweep
 from intake.maildir import MaildirSource
 from intake.pipeline import Pipeline, Result
 from outbound.caps import DeliveryGate
-from outbound.delivery import Deliverer, MaildirTransport, RetryPolicy, SmtpTransport, Transport
+from outbound.delivery import Deliverer, MaildirTransport, RetryPolicy, Transport
 from outbound.outbox import Outbox
 from outbound.render import Renderer
-from scheduler.config import IntakeSource, Settings
+from outbound.smtp import SmtpTransport
+from scheduler.config import IntakeSource, Settings, SmtpSettings
 from scheduler.config import Transport as TransportKind
 from scheduler.consumer_lock import ConsumerLock
 from scheduler.hygiene import cap_policy, hygiene_limits, suppression_policy
@@ -76,15 +78,21 @@ def build_transport(settings: Settings) -> Transport:
     outbound = settings.outbound
     if outbound.transport is TransportKind.MAILDIR:
         return MaildirTransport(outbound.maildir)
-    smtp = outbound.smtp
+    return smtp_transport(outbound.smtp)
+
+
+def smtp_transport(smtp: SmtpSettings) -> SmtpTransport:
+    timeout = smtp.timeout.approximate().total_seconds()
     return SmtpTransport(
         host=smtp.host,
         port=smtp.port,
         tls=smtp.tls.value,
         username=smtp.username,
         password=smtp.password,
-        timeout=smtp.timeout.approximate().total_seconds(),
+        timeout=timeout,
         ca_file=str(smtp.ca_file) if smtp.ca_file else None,
+        method=smtp.auth,
+        token=TokenCommand(smtp.token_command, timeout) if smtp.token_command else None,
     )
 
 

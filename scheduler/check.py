@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import aiosmtplib
 from sqlalchemy import text
 
 from casework.db import is_current, make_engine
+from outbound.delivery import SendError
 from scheduler.config import IntakeSource, Settings, Transport
 
 
@@ -52,37 +51,14 @@ def check_maildir(name: str, path: Path) -> CheckResult:
 
 
 def check_smtp(settings: Settings) -> CheckResult:
+    from scheduler.app import smtp_transport
+
     smtp = settings.outbound.smtp
     where = f"{smtp.host}:{smtp.port} ({smtp.tls.value})"
-
-    async def greet() -> str:
-        client = aiosmtplib.SMTP(
-            hostname=smtp.host,
-            port=smtp.port,
-            use_tls=smtp.tls.value == "ssl",
-            start_tls=smtp.tls.value == "starttls",
-            timeout=smtp.timeout.approximate().total_seconds(),
-            cert_bundle=str(smtp.ca_file) if smtp.ca_file else None,
-        )
-        await client.connect()
-        try:
-            if smtp.username:
-                await client.login(smtp.username, smtp.password)
-            return str((client.esmtp_extensions.keys() and "ESMTP") or "SMTP")
-        finally:
-            await client.quit()
-
     try:
-        kind = asyncio.run(greet())
-        return CheckResult(
-            "smtp",
-            True,
-            f"{where}: {kind} greeting" + (", login accepted" if smtp.username else ""),
-        )
-    except aiosmtplib.SMTPAuthenticationError as error:
-        return CheckResult("smtp", False, f"{where}: login refused: {error.code} {error.message}")
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-        return CheckResult("smtp", False, f"{where}: {type(error).__name__}: {error}")
+        return CheckResult("smtp", True, f"{where}: {smtp_transport(smtp).probe()}")
+    except SendError as error:
+        return CheckResult("smtp", False, f"{where}: {error}")
 
 
 def check_imap_login(settings: Settings) -> CheckResult:

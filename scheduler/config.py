@@ -82,6 +82,8 @@ class SmtpSettings:
     tls: Tls = Tls.STARTTLS
     username: str = ""
     password: str = ""
+    auth: LoginMethod = LoginMethod.PASSWORD
+    token_command: tuple[str, ...] = ()
     timeout: Duration = Duration(seconds=30)
     ca_file: Path | None = None
 
@@ -335,6 +337,8 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "port": _read_port,
         "tls": _read_enum(Tls),
         "username": _read_str,
+        "auth": _read_enum(LoginMethod),
+        "token_command": _read_command,
         "timeout": _read_duration,
         "ca_file": _read_path,
     },
@@ -511,6 +515,11 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
     if intake.source is IntakeSource.IMAP and not imap.username:
         raise ConfigError('[intake.imap] username: missing required key (source is "imap")')
     _check_login("intake.imap", imap.auth, imap.token_command, imap.password)
+    _check_login("outbound.smtp", smtp.auth, smtp.token_command, smtp.password)
+    if smtp.auth.uses_token and not smtp.username:
+        raise ConfigError(
+            f'[outbound.smtp] username: missing required key (auth is "{smtp.auth.value}")'
+        )
     for key, other in (
         ("processed_folder", imap.processed_folder),
         ("quarantine_folder", imap.quarantine_folder),

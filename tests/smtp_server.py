@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,46 @@ class ScriptedHandler:
     replies: list[str] = field(default_factory=list)
     received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     attempts: int = 0
+    peers: list[Any] = field(default_factory=list)  # the client's (host, port) per DATA
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
+        self.peers.append(session.peer)
         reply = self.replies.pop(0) if self.replies else "250 OK"
         if reply.startswith("250"):
             self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return reply
+
+
+@dataclass
+class BearerHandler(ScriptedHandler):
+    """Also takes AUTH XOAUTH2 and OAUTHBEARER, accepting the tokens `accepts` says are good.
+
+    A refused token gets the JSON error challenge and then 535, as Gmail and Outlook do.
+    """
+
+    accepts: Callable[[str], bool] = lambda _token: False
+    tokens: list[str] = field(default_factory=list)  # every token presented, in order
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, b"")
+
+    async def auth_OAUTHBEARER(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, b"n,")
+
+    async def _bearer(self, server: Any, args: list[str], start: bytes) -> AuthResult:
+        blob = base64.b64decode(args[1]) if len(args) > 1 else b""
+        fields = dict(
+            part.split("=", 1) if "=" in part else (part, "")
+            for part in blob.decode().split("\x01")
+            if part
+        )
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        self.tokens.append(token)
+        if blob.startswith(start) and self.accepts(token):
+            return AuthResult(success=True)
+        await server.challenge_auth('{"status":"401","schemes":"bearer"}')
+        return AuthResult(success=False, handled=False)
 
 
 @contextmanager
@@ -46,6 +80,27 @@ def smtp_server(replies: list[str] | None = None) -> Iterator[tuple[ScriptedHand
     controller.start()
     try:
         yield handler, port
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def bearer_smtp_server(
+    accepts: Callable[[str], bool],
+) -> Iterator[tuple[BearerHandler, Controller]]:
+    """A plain-text loopback server that demands AUTH and offers only the bearer mechanisms."""
+    handler = BearerHandler(accepts=accepts)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=["LOGIN", "PLAIN"],
+    )
+    controller.start()
+    try:
+        yield handler, controller
     finally:
         controller.stop()
 

@@ -117,6 +117,14 @@ def test_minimal_config_gets_the_policy_defaults(tmp_path: Path) -> None:
             "[intake.imap] token_command: expected a program and its arguments",
         ),
         (
+            "[outbound.smtp]\nauth = 'xoauth2'\ntoken_command = ['oama']",
+            '[outbound.smtp] username: missing required key (auth is "xoauth2")',
+        ),
+        (
+            "[outbound.smtp]\nauth = 'oauthbearer'",
+            '[outbound.smtp] token_command: missing required key (auth is "oauthbearer")',
+        ),
+        (
             "[intake.imap]\nauth = 'xoauth2'\ntoken_command = ['oama', 7]",
             "[intake.imap] token_command[1]: expected a string",
         ),

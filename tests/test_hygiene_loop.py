@@ -17,7 +17,7 @@ from sqlalchemy import select
 from casework.clock import FixedClock
 from casework.models import OutboxMessage, OutboxStatus
 from intake.pipeline import SourceRef
-from outbound.delivery import SmtpTransport
+from outbound.smtp import SmtpTransport
 from scheduler.app import App, build_app
 from tests.conftest import MODERATORS, SettingsFactory
 from tests.hygiene_mail import make_plain_answer
