@@ -26,6 +26,23 @@ class LoginMethod(StrEnum):
         return self is not LoginMethod.PASSWORD
 
 
+def bearer_response(method: LoginMethod, username: str, token: str) -> bytes:
+    """The client's first SASL message for `method` (before base64), carrying the token."""
+    if method is LoginMethod.XOAUTH2:
+        return f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
+    # RFC 7628 §3.1: a GS2 header naming the user ("=" and "," escaped, RFC 5801 §4).
+    authzid = username.replace("=", "=3D").replace(",", "=2C")
+    return f"n,a={authzid},\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def bearer_abort(method: LoginMethod) -> bytes:
+    """The answer to the server's error challenge that ends a refused bearer exchange.
+
+    XOAUTH2 expects an empty line; OAUTHBEARER a single ^A (RFC 7628 §3.2.3).
+    """
+    return b"" if method is LoginMethod.XOAUTH2 else b"\x01"
+
+
 class TokenError(Exception):
     """The token command failed or printed something that is not an access token."""
 

@@ -13,7 +13,13 @@ from typing import Any
 import imapclient
 from imapclient import exceptions as imap_exceptions
 
-from casework.credentials import LoginMethod, TokenCommand, TokenError
+from casework.credentials import (
+    LoginMethod,
+    TokenCommand,
+    TokenError,
+    bearer_abort,
+    bearer_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -292,14 +298,8 @@ class BearerExchange:
     """
 
     def __init__(self, method: LoginMethod, username: str, token: str) -> None:
-        if method is LoginMethod.XOAUTH2:
-            first = f"user={username}\x01auth=Bearer {token}\x01\x01"
-            self._close = b""
-        else:
-            authzid = username.replace("=", "=3D").replace(",", "=2C")
-            first = f"n,a={authzid},\x01auth=Bearer {token}\x01\x01"
-            self._close = b"\x01"
-        self._first: bytes | None = first.encode()
+        self._first: bytes | None = bearer_response(method, username, token)
+        self._close = bearer_abort(method)
         self._status = b""
 
     def __call__(self, challenge: bytes) -> bytes:

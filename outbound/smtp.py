@@ -12,7 +12,13 @@ from typing import Final
 
 import aiosmtplib
 
-from casework.credentials import LoginMethod, TokenCommand, TokenError
+from casework.credentials import (
+    LoginMethod,
+    TokenCommand,
+    TokenError,
+    bearer_abort,
+    bearer_response,
+)
 from outbound.delivery import SendError
 
 log = logging.getLogger(__name__)
@@ -211,19 +217,28 @@ async def log_in(client: aiosmtplib.SMTP, transport: SmtpTransport) -> None:
         token = transport.token.fetch()
     except TokenError as error:
         raise SendError(f"login impossible: {error}", permanent=False) from None
-    if transport.method is LoginMethod.XOAUTH2:
-        await client.auth_xoauth2(transport.username, token)
-        return
-    await auth_oauthbearer(client, transport.username, token)
+    await auth_bearer(client, transport.method, transport.username, token)
 
 
-async def auth_oauthbearer(client: aiosmtplib.SMTP, username: str, token: str) -> None:
-    """RFC 7628 OAUTHBEARER over SMTP AUTH (RFC 4954), which aiosmtplib does not have."""
-    authzid = username.replace("=", "=3D").replace(",", "=2C")
-    first = f"n,a={authzid},\x01auth=Bearer {token}\x01\x01".encode()
-    response = await client.execute_command(b"AUTH", b"OAUTHBEARER", base64.b64encode(first))
+async def auth_bearer(
+    client: aiosmtplib.SMTP, method: LoginMethod, username: str, token: str
+) -> None:
+    """SMTP AUTH (RFC 4954) by XOAUTH2 or OAUTHBEARER (RFC 7628), with an initial response."""
+    first = base64.b64encode(bearer_response(method, username, token))
+    response = await client.execute_command(b"AUTH", method.value.upper().encode(), first)
+    status = ""
     if response.code == 334:
-        # RFC 7628 §3.2.3: the server's error status comes as a challenge; answer ^A.
-        response = await client.execute_command(base64.b64encode(b"\x01"))
+        # The server's error status comes as a challenge; the exchange must still be closed.
+        status = _decoded(response.message)
+        response = await client.execute_command(base64.b64encode(bearer_abort(method)))
     if response.code != 235:
-        raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+        said = f" (server status: {status})" if status else ""
+        raise aiosmtplib.SMTPAuthenticationError(response.code, response.message + said)
+
+
+def _decoded(challenge: str) -> str:
+    """A base64 challenge as text for an error message, shortened; "" when it is not base64."""
+    try:
+        return base64.b64decode(challenge, validate=True)[:300].decode("ascii", "replace")
+    except ValueError:
+        return ""

@@ -209,6 +209,8 @@ def test_a_refused_token_keeps_the_mail_for_later(
             r.status is OutboxStatus.PENDING and r.last_error.startswith("login refused: 535")
             for r in rows(app)
         )
+        # The JSON status the server sent before refusing is kept for the operator.
+        assert '(server status: {"status":"401","schemes":"bearer"})' in rows(app)[0].last_error
         failed = check_smtp(app.settings)
         assert not failed.ok
         assert "login refused: 535" in failed.detail
