@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import mailbox
+import os
 from collections import Counter
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -59,11 +60,24 @@ class MaildirTransport:
             if any((self.path / sub / key).exists() for sub in ("new", "cur")):
                 return  # already written by an attempt whose bookkeeping did not commit
             tmp = self.path / "tmp" / key
-            tmp.write_bytes(b"Delivered-To: " + recipient.encode() + b"\r\n" + raw)
+            with tmp.open("wb") as handle:
+                handle.write(b"Delivered-To: " + recipient.encode() + b"\r\n" + raw)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before it is recorded as sent
             tmp.rename(self.path / "new" / key)
+            _sync_folder(self.path / "new")
             del box
         except OSError as error:
             raise SendError(f"cannot write to {self.path}: {error}", permanent=False) from error
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename into `folder` durable (the directory entry is data too)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class DeliveryResult(StrEnum):
