@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import logging
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -20,8 +19,6 @@ from casework.credentials import (
     bearer_response,
 )
 from outbound.delivery import SendError
-
-log = logging.getLogger(__name__)
 
 # A reused connection the server closed while idle fails at its first command (MAIL FROM):
 # nothing was accepted, so the message is sent again at once over a new connection.
@@ -81,14 +78,12 @@ class SmtpLink:
 
     def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
         if self._broken is not None:
-            raise self._broken
+            raise SendError(str(self._broken), permanent=False)
         try:
             self._runner.run(self._send(sender, recipient, raw))
         except SendError:
             raise
-        except aiosmtplib.SMTPRecipientRefused as error:
-            raise SendError(f"{error.code} {error.message}", permanent=error.code >= 500) from error
-        except aiosmtplib.SMTPResponseException as error:
+        except aiosmtplib.SMTPResponseException as error:  # RCPT refusals included
             raise SendError(f"{error.code} {error.message}", permanent=error.code >= 500) from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             raise SendError(f"{type(error).__name__}: {error}", permanent=False) from error
