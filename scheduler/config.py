@@ -496,8 +496,8 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
     address = desk.get("address", "")
     if address.count("@") != 1:
         raise ConfigError(f"[desk] address: {address!r} is not an email address")
-    imap = ImapSettings(**read.get("intake.imap", {}))
-    smtp = SmtpSettings(**read.get("outbound.smtp", {}))
+    imap = ImapSettings(**_anchor_command(read.get("intake.imap", {}), base))
+    smtp = SmtpSettings(**_anchor_command(read.get("outbound.smtp", {}), base))
     intake = IntakeSettings(
         **{"maildir": base / "var/maildir/in", **read.get("intake", {}), "imap": imap}
     )
@@ -568,6 +568,15 @@ def _check_login(
             f'[{section}] token_command: only used when auth is "xoauth2" or "oauthbearer" '
             f'(auth is "{method.value}")'
         )
+
+
+def _anchor_command(section: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A token command given as a relative path ("bin/token") is taken from the config's folder,
+    like every other path; a bare name ("oama") is looked up in PATH."""
+    argv = section.get("token_command")
+    if not argv or "/" not in argv[0] or Path(argv[0]).is_absolute():
+        return section
+    return {**section, "token_command": (str(base / argv[0]), *argv[1:])}
 
 
 def _anchor_sqlite(url: str, base: Path) -> str:

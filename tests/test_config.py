@@ -172,6 +172,16 @@ def test_a_token_login_needs_no_password(tmp_path: Path) -> None:
     assert imap.password == ""
 
 
+def test_a_relative_token_command_is_taken_from_the_config_folder(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[intake.imap]\nauth = "oauthbearer"\ntoken_command = ["bin/imap-token", "--fresh"]\n'
+        '[outbound.smtp]\nusername = "desk"\nauth = "xoauth2"\ntoken_command = ["oama", "access"]\n'
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert settings.intake.imap.token_command == (str(tmp_path / "bin/imap-token"), "--fresh")
+    assert settings.outbound.smtp.token_command == ("oama", "access")
+
+
 def test_durations_are_calendar_aware() -> None:
     from datetime import UTC, datetime
 
