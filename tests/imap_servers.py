@@ -19,6 +19,7 @@ from typing import Any
 import imapclient
 import pytest
 
+from scheduler.app import App, build_app
 from scheduler.config import Settings
 from tests.conftest import SettingsFactory, service_missing
 
@@ -338,36 +339,50 @@ def make_server(kind: str, *, tls: bool = False, oauth2_url: str = "") -> ImapSe
     return server
 
 
-@pytest.fixture(params=["pymap", pytest.param("dovecot", marks=pytest.mark.dovecot)])
-def imap_server(request: pytest.FixtureRequest) -> Iterator[ImapServer]:
-    """The same conversation, once against pymap and once against Dovecot."""
-    server = make_server(str(request.param))
+@contextlib.contextmanager
+def running_server(kind: str, *, tls: bool = False, oauth2_url: str = "") -> Iterator[ImapServer]:
+    """A started server of `kind`, stopped and its folder removed afterwards."""
+    server = make_server(kind, tls=tls, oauth2_url=oauth2_url)
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(params=["pymap", pytest.param("dovecot", marks=pytest.mark.dovecot)])
+def imap_server(request: pytest.FixtureRequest) -> Iterator[ImapServer]:
+    """The same conversation, once against pymap and once against Dovecot."""
+    with running_server(str(request.param)) as server:
+        yield server
 
 
 @pytest.fixture(params=["pymap", pytest.param("dovecot", marks=pytest.mark.dovecot)])
 def tls_imap_server(request: pytest.FixtureRequest) -> Iterator[ImapServer]:
     """A server offering STARTTLS with a self-signed certificate for 127.0.0.1."""
-    server = make_server(str(request.param), tls=True)
-    try:
+    with running_server(str(request.param), tls=True) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture
 def pymap_server() -> Iterator[ImapServer]:
-    server = make_server("pymap")
-    try:
+    with running_server("pymap") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def build_apps() -> Iterator[Callable[[Settings], App]]:
+    """Builds (and migrates) the test's apps; their engines are disposed afterwards."""
+    built: list[App] = []
+
+    def build(settings: Settings) -> App:
+        app = build_app(settings, migrate=True)
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        app.engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -46,18 +46,11 @@ QUARANTINE = "Quarantine"
 
 @pytest.fixture
 def imap_app(
-    imap_settings: Callable[..., Settings], imap_server: ImapServer
-) -> Iterator[Callable[..., App]]:
-    built: list[App] = []
-
-    def make(**imap: Any) -> App:
-        app = build_app(imap_settings(imap_server, **imap), migrate=True)
-        built.append(app)
-        return app
-
-    yield make
-    for app in built:
-        app.engine.dispose()
+    imap_settings: Callable[..., Settings],
+    imap_server: ImapServer,
+    build_apps: Callable[[Settings], App],
+) -> Callable[..., App]:
+    return lambda **imap: build_apps(imap_settings(imap_server, **imap))
 
 
 def count(app: App, model: Any, *where: Any) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -16,10 +15,10 @@ from casework.clock import FixedClock
 from casework.models import AuditEvent, InboundMessage
 from intake.imap import LOGIN_FAILING, LOGIN_RECOVERED, ImapIntake
 from intake.imap_client import ImapLoginError
-from scheduler.app import App, build_app
+from scheduler.app import App
 from scheduler.config import Settings
 from scheduler.imap_intake import check_imap, imap_options
-from tests.imap_servers import PROCESSED, ImapServer, make_server
+from tests.imap_servers import PROCESSED, ImapServer, running_server
 from tests.oauth_server import Authority
 from tests.test_imap_intake import count, mails
 
@@ -34,19 +33,17 @@ def authority(tmp_path: Path) -> Iterator[Authority]:
 
 @pytest.fixture
 def oauth_server(authority: Authority) -> Iterator[ImapServer]:
-    server = make_server("dovecot", oauth2_url=authority.url)
-    try:
+    with running_server("dovecot", oauth2_url=authority.url) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture
 def oauth_app(
-    imap_settings: Callable[..., Settings], authority: Authority
-) -> Iterator[Callable[..., App]]:
-    built: list[App] = []
+    imap_settings: Callable[..., Settings],
+    authority: Authority,
+    build_apps: Callable[[Settings], App],
+) -> Callable[..., App]:
+    """An app logging in to `server` by XOAUTH2 (or as keywords say) with the authority's token."""
 
     def make(server: ImapServer, **imap: Any) -> App:
         values: dict[str, Any] = {
@@ -55,13 +52,9 @@ def oauth_app(
             "token_command": [sys.executable, "-c", PRINT_FILE, str(authority.token_file)],
             **imap,
         }
-        app = build_app(imap_settings(server, **values), migrate=True)
-        built.append(app)
-        return app
+        return build_apps(imap_settings(server, **values))
 
-    yield make
-    for app in built:
-        app.engine.dispose()
+    return make
 
 
 @pytest.mark.dovecot
@@ -164,25 +157,18 @@ def test_a_failing_token_command_says_why_and_logs_in_with_nothing(
 
 def test_a_server_without_the_mechanism_is_refused_before_any_token_is_fetched(
     pymap_server: ImapServer,
-    imap_settings: Callable[..., Settings],
+    oauth_app: Callable[..., App],
     clock: FixedClock,
     tmp_path: Path,
 ) -> None:
     ran = tmp_path / "token-command-ran"
     touch = f"open({str(ran)!r}, 'w').write('x'); print('abc')"
-    settings = imap_settings(
-        pymap_server,
-        auth="oauthbearer",
-        password_file=None,
-        token_command=[sys.executable, "-c", touch],
-    )
-    app = build_app(settings, migrate=True)
-    try:
-        with pytest.raises(ImapLoginError) as refused:
-            app.poll(clock.now())
-        offered = "the server does not offer OAUTHBEARER (its SASL mechanisms: LOGIN, PLAIN)"
-        assert offered in str(refused.value)
-        assert not ran.exists()
-        assert count(app, InboundMessage) == 0
-    finally:
-        app.engine.dispose()
+    app = oauth_app(pymap_server, auth="oauthbearer", token_command=[sys.executable, "-c", touch])
+
+    with pytest.raises(ImapLoginError) as refused:
+        app.poll(clock.now())
+
+    offered = "the server does not offer OAUTHBEARER (its SASL mechanisms: LOGIN, PLAIN)"
+    assert offered in str(refused.value)
+    assert not ran.exists()
+    assert count(app, InboundMessage) == 0
