@@ -23,6 +23,9 @@ from outbound.delivery import SendError
 # A reused connection the server closed while idle fails at its first command (MAIL FROM):
 # nothing was accepted, so the message is sent again at once over a new connection.
 _GONE: Final = (aiosmtplib.SMTPServerDisconnected, ConnectionError)
+# RFC 5321 §3.8: 421 says the server is closing the channel (often "too many messages in this
+# session"); at MAIL FROM nothing was accepted either.
+_CLOSING = 421
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,12 @@ class SmtpLink:
             try:
                 await self._step(client.mail(sender))
             except _GONE:  # closed while idle: nothing was accepted, so start over
+                client = await self._open()
+                await self._step(client.mail(sender))
+            except aiosmtplib.SMTPResponseException as error:
+                if error.code != _CLOSING:
+                    raise
+                self._drop()
                 client = await self._open()
                 await self._step(client.mail(sender))
         await self._step(client.rcpt(recipient))

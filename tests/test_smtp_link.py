@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,43 @@ def test_a_connection_the_server_closed_is_reopened_and_nothing_is_lost() -> Non
         restarted.stop()
     assert [to for _, to, _ in server.received] == [["a@example.com"], ["b@example.com"]]
     assert len(set(server.peers)) == 2
+
+
+@dataclass
+class SessionLimit(ScriptedHandler):
+    """Says 421 to the third MAIL FROM of a connection, as servers with a per-session limit do."""
+
+    mails: dict[object, int] = field(default_factory=dict)
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        self.mails[id(session)] = self.mails.get(id(session), 0) + 1
+        if self.mails[id(session)] > 2:
+            return "421 4.7.0 Too many messages in this session"
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_server_closing_a_full_session_gets_a_new_connection_and_nothing_waits(
+    make_settings: SettingsFactory, sqlite_url: str, clock: FixedClock
+) -> None:
+    server = SessionLimit()
+    controller = Controller(server, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        app = smtp_app(make_settings, sqlite_url, port=controller.port)
+        reports(app, clock, 3)
+
+        counts = app.deliverer.flush(clock.now())
+
+        assert counts[DeliveryResult.SENT] == 6
+        assert len(server.received) == 6
+        assert len(set(server.peers)) == 3  # two emails per connection
+        assert all(r.status is OutboxStatus.SENT and r.attempts == 1 for r in rows(app))
+        app.engine.dispose()
+    finally:
+        controller.stop()
 
 
 def test_an_unanswering_server_costs_one_timeout_per_run_not_one_per_message(
