@@ -13,6 +13,7 @@ from casework.clock import Clock
 from casework.credentials import TokenCommand
 from intake.imap import ImapIntake, ImapOptions, login_problem
 from intake.imap_client import Endpoint, ImapError, ImapLoginError, ImapTlsError, connect
+from intake.imap_cursor import Cursor, read_cursor
 from intake.pipeline import Pipeline, Result
 from scheduler.config import AfterProcessing, Settings
 from scheduler.consumer_lock import ConsumerLock
@@ -112,9 +113,12 @@ def check_imap(
         f"({endpoint.tls}, {endpoint.method.value})"
     )
     worker_note = ""
+    cursor: Cursor | None = None
     if sessions is not None:
         try:
             problem = login_problem(sessions)
+            with sessions() as session:
+                cursor = read_cursor(session, options.mailbox_key)
         except Exception:  # the database check reports database trouble
             problem = None
         if problem is not None:
@@ -151,6 +155,13 @@ def check_imap(
     )
     if missing:
         detail += f"; will create {', '.join(missing)}"
+    if cursor is not None and cursor.uidvalidity == 0 and state.exists:
+        # The first run reads the whole folder: every message in it opens a case or is
+        # answered. Said here so that an operator pointing the desk at an old mailbox knows.
+        detail += (
+            f"; not read by the desk yet: the first run handles all {state.exists} messages "
+            f"in {options.folder} (move old mail elsewhere first to start from new mail)"
+        )
     if worker_note:
         return False, detail + worker_note + " (login works now; restart the worker)"
     return True, detail

@@ -550,6 +550,24 @@ def test_starttls_with_a_trusted_certificate_reads_mail(
     app.engine.dispose()
 
 
+def test_check_warns_that_a_first_run_reads_the_whole_folder(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app()
+    imap_server.deliver(*mails(3, "old"))
+
+    ok, detail = check_imap(app.settings, app.sessions)
+    assert ok, detail
+    assert "the first run handles all 3 messages in INBOX" in detail
+
+    app.poll(clock.now())
+    imap_server.deliver(*mails(1, "new"))
+    ok, detail = check_imap(app.settings, app.sessions)
+    assert ok, detail
+    assert "first run" not in detail
+    assert "INBOX has 1 messages" in detail
+
+
 def test_starttls_with_an_untrusted_certificate_is_refused(
     tls_imap_server: ImapServer, imap_settings: Callable[..., Settings], clock: FixedClock
 ) -> None:
