@@ -73,15 +73,21 @@ class BearerHandler(ScriptedHandler):
 
 
 @contextmanager
-def smtp_server(replies: list[str] | None = None) -> Iterator[tuple[ScriptedHandler, int]]:
-    handler = ScriptedHandler(replies=list(replies or []))
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+def serving(handler: Any, **options: Any) -> Iterator[Controller]:
+    """An aiosmtpd server for `handler` on a free loopback port, stopped afterwards."""
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
     controller.start()
     try:
-        yield handler, port
+        yield controller
     finally:
         controller.stop()
+
+
+@contextmanager
+def smtp_server(replies: list[str] | None = None) -> Iterator[tuple[ScriptedHandler, int]]:
+    handler = ScriptedHandler(replies=list(replies or []))
+    with serving(handler) as controller:
+        yield handler, controller.port
 
 
 @contextmanager
@@ -90,19 +96,13 @@ def bearer_smtp_server(
 ) -> Iterator[tuple[BearerHandler, Controller]]:
     """A plain-text loopback server that demands AUTH and offers only the bearer mechanisms."""
     handler = BearerHandler(accepts=accepts)
-    controller = Controller(
+    with serving(
         handler,
-        hostname="127.0.0.1",
-        port=free_port(),
         auth_required=True,
         auth_require_tls=False,
         auth_exclude_mechanism=["LOGIN", "PLAIN"],
-    )
-    controller.start()
-    try:
+    ) as controller:
         yield handler, controller
-    finally:
-        controller.stop()
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.policy
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,7 +10,6 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from casework.clock import FixedClock
@@ -22,6 +20,7 @@ from scheduler.app import App, build_app
 from tests.conftest import MODERATORS, SettingsFactory
 from tests.hygiene_mail import make_plain_answer
 from tests.mail import make_mail
+from tests.smtp_server import serving
 
 STRANGER = "responder@example.net"
 PER_ADDRESS_CAP = 3
@@ -59,15 +58,8 @@ class AnswerEverything:
 @pytest.fixture(params=[True, False], ids=["threaded-answers", "fresh-messages"])
 def responder(request: pytest.FixtureRequest) -> Iterator[tuple[AnswerEverything, int]]:
     handler = AnswerEverything(thread=request.param)
-    with socket.socket() as probe:  # a free loopback port for the responder
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with serving(handler) as controller:
+        yield handler, controller.port
 
 
 @pytest.fixture

@@ -24,7 +24,13 @@ from scheduler.app import App, build_app
 from scheduler.check import check_smtp
 from tests.conftest import MODERATORS, SettingsFactory
 from tests.mail import make_mail
-from tests.smtp_server import ScriptedHandler, bearer_smtp_server, free_port, smtp_server
+from tests.smtp_server import (
+    ScriptedHandler,
+    bearer_smtp_server,
+    free_port,
+    serving,
+    smtp_server,
+)
 
 PRINT_FILE = "import sys; sys.stdout.write(open(sys.argv[1]).read())"
 
@@ -128,9 +134,7 @@ def test_a_server_closing_a_full_session_gets_a_new_connection_and_nothing_waits
     make_settings: SettingsFactory, sqlite_url: str, clock: FixedClock
 ) -> None:
     server = SessionLimit()
-    controller = Controller(server, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
+    with serving(server) as controller:
         app = smtp_app(make_settings, sqlite_url, port=controller.port)
         reports(app, clock, 3)
 
@@ -141,8 +145,6 @@ def test_a_server_closing_a_full_session_gets_a_new_connection_and_nothing_waits
         assert len(set(server.peers)) == 3  # two emails per connection
         assert all(r.status is OutboxStatus.SENT and r.attempts == 1 for r in rows(app))
         app.engine.dispose()
-    finally:
-        controller.stop()
 
 
 def test_an_unanswering_server_costs_one_timeout_per_run_not_one_per_message(
