@@ -22,8 +22,9 @@ from outbound.render import RenderedEmail, Renderer
 LOOP_HEADER = "X-SafetyDesk-Loop"
 # A queued message is not read back in the transaction that writes it: a plain INSERT will do.
 _INSERT = insert(cast(Table, OutboxMessage.__table__))
-# A thread header carries message ids only: no spaces, no line breaks, nothing to decode.
-_MSGID = re.compile(r"^<[^<>\s\x00-\x1f\x7f=?]{1,500}@[^<>\s\x00-\x1f\x7f=?]{1,250}>$")
+# A thread header carries message ids only: printable ASCII, no spaces, nothing to decode.
+# "=" and "?" are common in real ids (Gmail's); only "=?", an encoded word's start, is refused.
+_MSGID = re.compile(r"^<(?!.*=\?)[!-;=?-~]{1,500}@[!-;=?-~]{1,250}>$")
 _OUR_HEADERS = {
     "From",
     "To",

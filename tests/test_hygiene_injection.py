@@ -196,6 +196,23 @@ def compose_to(outbox: Outbox, recipient: str) -> bytes:
     return outbox.compose(notice, make_message_id("ecareermentor.in"), NOW)
 
 
+def test_real_message_ids_keep_the_thread(outbox: Outbox) -> None:
+    # Gmail's ids carry "=" and "+"; a reply must still name the message it answers.
+    gmail = "<CAByYQsF5qdTf_h-1AAVPW0RgR1YN+LE=+0Uv9LpQ4aA_myPtCw@mail.gmail.com>"
+    notice = Notice(
+        template="t",
+        recipient=SENDER,
+        party=Party.REPORTER,
+        case_id=7,
+        context={"subject": "s", "text": "t"},
+        in_reply_to=gmail,
+        references=("<first@client.example>", gmail, "<=?utf-8?q?x?=@smuggled.example>"),
+    )
+    sent = read(outbox.compose(notice, make_message_id("ecareermentor.in"), NOW))
+    assert sent["In-Reply-To"] == gmail
+    assert sent["References"].split() == ["<first@client.example>", gmail]
+
+
 @given(st.text())
 def test_header_text_is_one_line_with_no_encoded_words(value: str) -> None:
     text = header_text(value)
