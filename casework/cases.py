@@ -110,7 +110,8 @@ def _acknowledge(
             recipient=reporter.email,
             party=Party.REPORTER,
             case_id=case.id,
-            context={"ref": case.ref, "kind": case.kind.value, "name": reporter.name},
+            # Nothing the sender wrote (not even their display name) is given to the template.
+            context={"ref": case.ref, "kind": case.kind.value},
             in_reply_to=inbound.message_id,
             references=(inbound.message_id,) if inbound.message_id else (),
             auto_submitted=AutoSubmitted.AUTO_REPLIED,
