@@ -156,9 +156,8 @@ class Deliverer:
                         hold = self.gate.check(session, row, now, tally)
                         current = holding.get(row.id)
                         if hold is not None:
-                            if row.status is not OutboxStatus.HELD and self.gate.hold(
-                                session, row, hold, now, current
-                            ):
+                            # Also for held mail: a hold whose reason changed is replaced.
+                            if self.gate.hold(session, row, hold, now, current):
                                 newly_held[(row.recipient, hold.reason)] += 1
                             continue
                         self.gate.release(session, row, now, current)

@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import select
 
 from casework.clock import FixedClock
-from casework.models import AuditEvent, HoldKind, OutboxHold, OutboxMessage, OutboxStatus, Party
+from casework.models import (
+    AuditEvent,
+    HoldKind,
+    OutboxHold,
+    OutboxMessage,
+    OutboxStatus,
+    Party,
+    Suppression,
+)
 from intake.pipeline import SourceRef
 from scheduler.app import App, build_app
 from tests.conftest import MODERATORS, SettingsFactory
@@ -141,3 +149,34 @@ def test_outbox_retry_does_not_bypass_the_caps(capped: App, clock: FixedClock) -
         held.status = OutboxStatus.PENDING  # what `outbox retry ID` does
     capped.deliverer.flush(clock.now())
     assert statuses(capped, SPAMMED).count(OutboxStatus.HELD) == 1
+
+
+def test_held_mail_takes_the_new_reason_when_its_hold_changes(
+    capped: App, clock: FixedClock
+) -> None:
+    for n in range(5):
+        capped.pipeline.process(make_mail(SPAMMED, subject=f"r{n}"), SourceRef(), clock.now())
+    capped.deliverer.flush(clock.now())
+    # The address then hard-bounces into suppression while two acknowledgements are held.
+    with capped.sessions.begin() as session:
+        session.add(
+            Suppression(
+                address=SPAMMED,
+                reason="3 hard bounces",
+                bounces=3,
+                since=clock.now(),
+                until=clock.now() + timedelta(days=30),
+            )
+        )
+    clock.move_to(clock.now() + timedelta(minutes=5))
+    capped.deliverer.flush(clock.now())
+
+    with capped.sessions() as session:
+        holds = session.scalars(select(OutboxHold).order_by(OutboxHold.id)).all()
+    assert [(h.kind, h.released_at is None) for h in holds] == [
+        (HoldKind.ADDRESS_CAP, False),
+        (HoldKind.ADDRESS_CAP, False),
+        (HoldKind.SUPPRESSED, True),
+        (HoldKind.SUPPRESSED, True),
+    ]
+    assert statuses(capped, SPAMMED)[3:] == [OutboxStatus.HELD] * 2
