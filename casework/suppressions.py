@@ -48,9 +48,21 @@ class BounceReport:
         return BounceKind.UNKNOWN
 
 
+@dataclass(frozen=True)
+class Original:
+    """Our outbox message a report returns; `proven` when the report named what only we know.
+
+    A Message-ID of ours or a signed reply token proves it; the X-SafetyDesk-Case header does
+    not (anyone can write "TS-1"), so a match by that header ties the report to its case only.
+    """
+
+    message: OutboxMessage
+    proven: bool
+
+
 def find_original(
     session: Session, report: BounceReport, *, secret: bytes, desk_address: str
-) -> OutboxMessage | None:
+) -> Original | None:
     """Our outbox message the report returns: by Message-ID, reply token, or case header."""
     if report.message_ids:
         row = session.scalars(
@@ -59,17 +71,19 @@ def find_original(
             .order_by(OutboxMessage.id.desc())
         ).first()
         if row is not None:
-            return row
+            return Original(row, proven=True)
     for address in report.addresses[:50]:
         for recipient in report.recipients[:20]:
             token = read_token(secret, address, desk_address, recipient) if secret else None
             if token is not None:
-                return _latest_to(session, token.case_id, token.recipient)
+                row = _latest_to(session, token.case_id, token.recipient)
+                if row is not None:
+                    return Original(row, proven=True)
     for case_id in report.case_ids[:20]:
         for recipient in report.recipients[:20]:
             row = _latest_to(session, case_id, recipient)
             if row is not None:
-                return row
+                return Original(row, proven=False)
     return None
 
 
@@ -97,12 +111,14 @@ def record_bounce(
     Only a hard bounce that names one of our messages sent to that very address counts:
     anybody can forge a bounce, nobody else knows our Message-IDs or reply tokens.
     """
-    original = find_original(session, report, secret=secret, desk_address=desk_address)
+    found = find_original(session, report, secret=secret, desk_address=desk_address)
+    original = found.message if found is not None else None
     recipient = original.recipient if original is not None else next(iter(report.recipients), "")
     counted = (
         report.kind is BounceKind.HARD
-        and original is not None
-        and (not report.recipients or original.recipient in report.recipients)
+        and found is not None
+        and found.proven
+        and (not report.recipients or found.message.recipient in report.recipients)
     )
     bounce = Bounce(
         received_at=now,
@@ -149,8 +165,9 @@ def suppress_if_due(
     if policy.after_bounces <= 0 or active_suppression(session, address, now) is not None:
         return None
     since = last_reset(session, address)
+    # Distinct messages: a server that reports the same failure twice is one bounce.
     query = (
-        select(func.count())
+        select(func.count(func.distinct(Bounce.outbox_id)))
         .select_from(Bounce)
         .where(Bounce.recipient == address)
         .where(Bounce.counted.is_(True))
@@ -235,9 +252,10 @@ def record_complaint(
     desk_address: str,
 ) -> OutboxMessage | None:
     """An abuse report (ARF) about one of our messages: noted on its case, never answered."""
-    original = find_original(session, report, secret=secret, desk_address=desk_address)
-    if original is None:
+    found = find_original(session, report, secret=secret, desk_address=desk_address)
+    if found is None:
         return None
+    original = found.message
     inbound.case_id = original.case_id
     record_event(
         session,

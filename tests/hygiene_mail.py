@@ -17,12 +17,14 @@ def make_dsn(
     action: str = "failed",
     headers_only: bool = False,
     strip_message_id: bool = False,
+    strip_case_header: bool = False,
 ) -> bytes:
     """An RFC 3464 multipart/report returning `original` (or its headers) to the desk."""
     returned = original.replace(b"\r\n", b"\n")
-    if strip_message_id:
+    stripped = (b"message-id:",) * strip_message_id + (b"x-safetydesk-case:",) * strip_case_header
+    if stripped:
         returned = b"\n".join(
-            line for line in returned.split(b"\n") if not line.lower().startswith(b"message-id:")
+            line for line in returned.split(b"\n") if not line.lower().startswith(stripped)
         )
     if headers_only:
         returned_part = (

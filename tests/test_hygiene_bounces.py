@@ -79,8 +79,35 @@ def test_a_bounce_without_message_id_is_tied_by_the_reply_token(
     app: App, clock: FixedClock
 ) -> None:
     ack = report(app, clock)
-    row = bounce(app, ack, clock, headers_only=True, strip_message_id=True)
+    # Without our Message-ID and our case header, only the signed reply token is left to match.
+    row = bounce(app, ack, clock, headers_only=True, strip_message_id=True, strip_case_header=True)
     assert (row.outbox_id, row.case_id, row.counted) == (ack.id, ack.case_id, True)
+
+
+def test_a_bounce_naming_only_our_case_header_is_noted_but_never_counted(
+    app: App, clock: FixedClock
+) -> None:
+    # Case numbers are public (subject tags): anyone can write "X-SafetyDesk-Case: TS-1".
+    ack = report(app, clock)
+    forged = (
+        f"To: {REPORTER}\r\nSubject: hi\r\nX-SafetyDesk-Case: TS-{ack.case_id}\r\n\r\nx\r\n"
+    ).encode()
+    for _ in range(4):
+        clock.move_to(clock.now() + timedelta(minutes=1))
+        app.pipeline.process(make_dsn(forged, REPORTER), SourceRef(label="forged"), clock.now())
+    with app.sessions() as session:
+        rows = session.scalars(select(Bounce)).all()
+        assert [(r.case_id, r.counted) for r in rows] == [(ack.case_id, False)] * 4
+        assert session.scalars(select(Suppression)).all() == []
+
+
+def test_the_same_message_bounced_again_counts_once(app: App, clock: FixedClock) -> None:
+    ack = report(app, clock)
+    for _ in range(4):
+        clock.move_to(clock.now() + timedelta(minutes=1))
+        assert bounce(app, ack, clock).counted
+    with app.sessions() as session:
+        assert session.scalars(select(Suppression)).all() == []
 
 
 def test_soft_bounces_and_delays_do_not_count(app: App, clock: FixedClock) -> None:
