@@ -224,7 +224,7 @@ class ImapIntake:
         todo = [uid for uid in batch if uid not in recorded and uid not in quarantined]
         clock = self._monotonic
         started = clock()
-        raws, present = self._fetch(connection, todo)
+        raws, present, refused = self._fetch(connection, todo)
         report.fetch_seconds += clock() - started
         done, bad = sorted(recorded), sorted(quarantined)
         handled_upto = 0
@@ -239,16 +239,20 @@ class ImapIntake:
                 if should_stop():
                     break
                 raw = raws.get(uid)
+                source = SourceRef(
+                    label=f"{key} uid={uid}", mailbox=key, uidvalidity=folder.uidvalidity, uid=uid
+                )
                 if raw is None and uid in present:
-                    # It exists but the server sent no body: never step over it.
-                    raise ImapCommandError(f"{key}: the server returned no body for UID {uid}")
-                if raw is not None:
-                    source = SourceRef(
-                        label=f"{key} uid={uid}",
-                        mailbox=key,
-                        uidvalidity=folder.uidvalidity,
-                        uid=uid,
-                    )
+                    # It exists but the server will not hand it over, even on its own: kept in
+                    # quarantine (and on the server) so that it blocks none behind it.
+                    reason = refused.get(uid, "the server returned no body")
+                    result = self._pipeline.quarantine(
+                        b"", source, now(), "the server did not return the message",
+                        ImapCommandError(f"{key}: UID {uid}: {reason}"),
+                    )  # fmt: skip
+                    report.results.append(result)
+                    bad.append(uid)
+                elif raw is not None:
                     result = self._pipeline.process(raw, source, now(), next(parsed_ahead))
                     report.results.append(result)
                     (bad if result.outcome is Outcome.QUARANTINED else done).append(uid)
@@ -266,16 +270,32 @@ class ImapIntake:
 
     def _fetch(
         self, connection: ImapConnection, uids: Sequence[int]
-    ) -> tuple[dict[int, bytes], set[int]]:
-        """The messages, and the UIDs that exist; bodies in one FETCH, oversized ones in part."""
+    ) -> tuple[dict[int, bytes], set[int], dict[int, str]]:
+        """The messages, the UIDs that exist, and why the server refused any of them.
+
+        Bodies come in one FETCH per group, oversized ones in part. A group the server refuses,
+        or a message missing from its answer, is asked for once more on its own.
+        """
         if not uids:
-            return {}, set()
+            return {}, set(), {}
         limit = self.options.max_message_bytes
         sizes = connection.sizes(uids)
         small = [uid for uid in uids if uid in sizes and sizes[uid] <= limit]
         raws: dict[int, bytes] = {}
+        refused: dict[int, str] = {}
         for group in _by_total_size(small, sizes, FETCH_BYTES):
-            raws.update(connection.bodies(group))
+            try:
+                raws.update(connection.bodies(group))
+            except ImapCommandError as error:
+                log.warning(
+                    "FETCH of %d messages refused (%s); asking one by one", len(group), error
+                )
+            for uid in group:
+                if uid not in raws:
+                    try:
+                        raws.update(connection.bodies([uid]))
+                    except ImapCommandError as error:
+                        refused[uid] = str(error)
         for uid in uids:
             if uid in sizes and sizes[uid] > limit:
                 log.info(
@@ -289,7 +309,7 @@ class ImapIntake:
                     raws[uid] = partial
         # A message expunged before the size FETCH is gone and its UID passed over; one that
         # vanished between the two FETCHes is retried on the next pass (it will be gone then).
-        return raws, set(sizes)
+        return raws, set(sizes), refused
 
     def _settle(
         self,

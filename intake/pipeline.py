@@ -119,6 +119,13 @@ class Pipeline:
         except Exception as error:
             return self._quarantine(raw, sha256, source, now, "processing failed", error)
 
+    def quarantine(
+        self, raw: bytes, source: SourceRef, now: datetime, reason: str, error: BaseException
+    ) -> Result:
+        """Keep a message that cannot go through the pipeline at all, with why; raises only
+        TemporaryFailure (the database is down)."""
+        return self._quarantine(raw, sha256_of(raw), source, now, reason, error)
+
     def _handle(
         self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
     ) -> Result:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,7 @@ from casework.models import (
 from intake.imap import LOGIN_FAILING, LOGIN_RECOVERED, Backoff, ImapIntake
 from intake.imap_client import (
     Endpoint,
+    ImapCommandError,
     ImapConnection,
     ImapConnectionError,
     ImapLoginError,
@@ -673,3 +674,46 @@ def test_whole_bodies_are_fetched_in_groups_of_bounded_size() -> None:
     sizes = {1: 40, 2: 40, 3: 40, 4: 200, 5: 10}
     assert list(_by_total_size([1, 2, 3, 4, 5], sizes, 100)) == [[1, 2], [3], [4], [5]]
     assert list(_by_total_size([], sizes, 100)) == []
+
+
+def test_a_message_the_server_will_not_hand_over_blocks_none_behind_it(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(quarantine_folder=QUARANTINE)
+    imap_server.deliver(*mails(4))
+    unreadable = imap_server.uids("INBOX")[1]
+
+    def refusing(endpoint: Endpoint) -> ImapConnection:
+        # The server says NO to any FETCH of one message (a damaged file on its disk).
+        connection = connect(endpoint)
+        bodies = connection.bodies
+
+        def refuse(uids: Sequence[int]) -> dict[int, bytes]:
+            if unreadable in uids:
+                raise ImapCommandError("UID FETCH BODY.PEEK[]: NO [SERVERBUG] Internal error")
+            return bodies(uids)
+
+        connection.bodies = refuse  # type: ignore[method-assign]
+        return connection
+
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions, connector=refusing)
+    report = intake.run_pass(clock.now)
+    again = intake.run_pass(clock.now)
+    intake.close()
+
+    assert [r.outcome for r in report.results] == [
+        Outcome.PROCESSED,
+        Outcome.QUARANTINED,
+        Outcome.PROCESSED,
+        Outcome.PROCESSED,
+    ]
+    assert again.results == []  # recognised, not quarantined twice
+    assert count(app, InboundMessage) == 3
+    with app.sessions() as session:
+        entry = session.scalars(select(QuarantineEntry)).one()
+    assert entry.reason.startswith("the server did not return the message")
+    assert "SERVERBUG" in entry.reason
+    assert f"uid={unreadable}" in entry.source
+    # Nothing is lost: the message itself waits in the quarantine folder on the server.
+    assert len(imap_server.uids(QUARANTINE)) == 1
+    assert imap_server.uids("INBOX") == []
