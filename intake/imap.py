@@ -392,11 +392,14 @@ class ImapIntake:
         try:
             while not should_stop():
                 try:
-                    self.run_pass(now, should_stop)
+                    report = self.run_pass(now, should_stop)
                     backoff.reset()
                     if should_stop():
                         break
-                    self.wait_for_mail(should_stop, wait)
+                    # Mail that arrived during a busy pass may have been announced in the
+                    # answers to its FETCH or MOVE, where IDLE never sees it: look again first.
+                    if not (report.results or report.skipped_known):
+                        self.wait_for_mail(should_stop, wait)
                     continue
                 except ImapLoginError:
                     delay = max(backoff.next_delay(), self.options.reconnect_min)

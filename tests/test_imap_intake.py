@@ -267,6 +267,45 @@ def test_idle_picks_up_new_mail_within_seconds(
     assert imap_server.message_ids(PROCESSED) == ["<pushed@client.example>"]
 
 
+class DeliveringPipeline(Pipeline):
+    """The real pipeline; while it handles the first message, a second one arrives."""
+
+    def __init__(self, app: App, server: ImapServer) -> None:
+        super().__init__(
+            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
+        )
+        self._server = server
+
+    def process(self, raw: bytes, source: SourceRef, now: datetime, *rest: Any) -> Result:
+        if b"<first@client.example>" in raw:
+            self._server.deliver(make_mail(message_id="<during@client.example>"))
+        return super().process(raw, source, now, *rest)
+
+
+def test_mail_arriving_during_a_pass_is_not_left_for_the_poll(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    # Ten-minute poll: the message that arrives mid-pass must come in with the next pass.
+    app = imap_app(poll_interval="PT10M")
+    imap_server.deliver(make_mail(message_id="<first@client.example>"))
+    intake = ImapIntake(
+        imap_options(app.settings), DeliveringPipeline(app, imap_server), app.sessions
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
+    thread.start()
+    try:
+        _wait_until(lambda: count(app, InboundMessage) == 2, 10)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert sorted(r.message_id for r in inbound_rows(app)) == [
+        "<during@client.example>",
+        "<first@client.example>",
+    ]
+
+
 def test_without_idle_new_mail_is_picked_up_by_polling(
     imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
 ) -> None:
