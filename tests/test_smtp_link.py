@@ -94,6 +94,42 @@ def test_a_refused_message_is_reset_and_the_connection_carries_on(
         app.engine.dispose()
 
 
+@dataclass
+class RefusesOneRecipient(ScriptedHandler):
+    """Refuses RCPT TO for one address, leaving the transaction open as real servers do."""
+
+    refused: str = ""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address == self.refused:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_recipient_refused_mid_transaction_is_reset_before_the_next_message(
+    make_settings: SettingsFactory, sqlite_url: str, clock: FixedClock
+) -> None:
+    # Without RSET the next MAIL FROM would meet the open transaction ("503 nested MAIL").
+    server = RefusesOneRecipient(refused="r0@example.com")
+    with serving(server) as controller:
+        app = smtp_app(make_settings, sqlite_url, port=controller.port)
+        reports(app, clock, 3)
+
+        counts = app.deliverer.flush(clock.now())
+
+        assert counts == {DeliveryResult.SENT: 5, DeliveryResult.RETRY: 0, DeliveryResult.DEAD: 1}
+        dead = [r for r in rows(app) if r.status is OutboxStatus.DEAD]
+        assert [(r.recipient, r.last_error) for r in dead] == [
+            ("r0@example.com", "550 5.1.1 no such user")
+        ]
+        assert len(server.received) == 5
+        assert len(set(server.peers)) == 1
+        app.engine.dispose()
+
+
 def test_a_connection_the_server_closed_is_reopened_and_nothing_is_lost() -> None:
     server, port = ScriptedHandler(), free_port()
     first = Controller(server, hostname="127.0.0.1", port=port)
