@@ -136,10 +136,6 @@ class ImapConnection:
         with contextlib.suppress(Exception):
             self._client.shutdown()
 
-    def noop(self) -> None:
-        with translated("NOOP"):
-            self._client.noop()
-
     # --- folders ---------------------------------------------------------------------------
 
     def server_name(self, name: str) -> str:

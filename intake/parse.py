@@ -35,7 +35,6 @@ class AttachmentInfo:
     content_type: str
     size: int
     sha256: str
-    over_limit: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,19 +169,10 @@ def read_body(data: bytes, headers: Message, max_attachment_bytes: int) -> BodyR
         text, body_html, attachments, defects = _stdlib_reading(headers)
         defects.add(f"MailParserFailed: {type(error).__name__}")
         date = _header_date(headers)
-    kept = []
-    for attachment in attachments:
-        if attachment.size > max_attachment_bytes:
-            defects.add("AttachmentOverLimit")
-            attachment = AttachmentInfo(
-                filename=attachment.filename,
-                content_type=attachment.content_type,
-                size=attachment.size,
-                sha256=attachment.sha256,
-                over_limit=True,
-            )
-        kept.append(attachment)
-    return BodyReading(text, body_html, tuple(kept), tuple(sorted(defects)), date)
+    # Only names, types, sizes and hashes are kept; an oversized one is marked on the record.
+    if any(attachment.size > max_attachment_bytes for attachment in attachments):
+        defects.add("AttachmentOverLimit")
+    return BodyReading(text, body_html, tuple(attachments), tuple(sorted(defects)), date)
 
 
 def _stdlib_reading(

@@ -49,7 +49,7 @@ class Tally:
 
     Each address's suppression and sent count is read once per claim, and the global count
     once, then kept up to date as rows are claimed: a claim of N rows costs queries per
-    address, not per row, and a backlog of held mail costs none.
+    address, not per row. (Held rows are still read by every claim, to be looked at again.)
     """
 
     holds: dict[str, Hold] = field(default_factory=dict)

@@ -77,7 +77,7 @@ class SmtpLink:
         self._runner = asyncio.Runner()
         self._client: aiosmtplib.SMTP | None = None
         self._broken: SendError | None = None
-        self.connections = 0  # opened so far (for the benchmark and the tests)
+        self.connections = 0  # opened so far
 
     def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
         if self._broken is not None:
