@@ -53,12 +53,17 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class SourceRef:
-    """Where a message came from: a mailbox UID (IMAP, Maildir key) or a file/stdin label."""
+    """Where a message came from: a mailbox UID (IMAP, Maildir key) or a file/stdin label.
+
+    `quarantined` is the quarantine entry a replayed message comes from: failing again, it
+    updates that entry instead of making a second one.
+    """
 
     label: str = ""
     mailbox: str | None = None
     uidvalidity: int | None = None
     uid: int | None = None
+    quarantined: int | None = None
 
 
 @dataclass(frozen=True)
@@ -315,16 +320,23 @@ class Pipeline:
         detail = "".join(traceback.format_exception(error))[-20000:]
         try:
             with transaction(self._sessions) as session:
-                entry = QuarantineEntry(
-                    received_at=now,
-                    source=_describe_source(source),
-                    sha256=sha256,
-                    raw=raw,
-                    reason=f"{reason}: {type(error).__name__}: {error}"[:2000],
-                    error=detail,
+                why = f"{reason}: {type(error).__name__}: {error}"[:2000]
+                entry = (
+                    session.get(QuarantineEntry, source.quarantined) if source.quarantined else None
                 )
-                session.add(entry)
-                session.flush()
+                if entry is None:
+                    entry = QuarantineEntry(
+                        received_at=now,
+                        source=_describe_source(source),
+                        sha256=sha256,
+                        raw=raw,
+                        reason=why,
+                        error=detail,
+                    )
+                    session.add(entry)
+                    session.flush()
+                else:
+                    entry.reason, entry.error = why, detail
                 record_event(
                     session, now, "message.quarantined", quarantine=entry.id, reason=entry.reason
                 )

@@ -312,7 +312,9 @@ def _quarantine(app: App, session: Any, args: argparse.Namespace) -> int:
     now = _clock(args.now).now()
     raw, source = entry.raw, entry.source
     session.close()
-    result = app.pipeline.process(raw, SourceRef(label=f"replay:{source}"), now)
+    result = app.pipeline.process(
+        raw, SourceRef(label=f"replay:{source}", quarantined=args.id), now
+    )
     from casework.db import transaction
 
     with transaction(app.sessions) as tx:

@@ -133,7 +133,7 @@ def check_hygiene(settings: Settings) -> CheckResult:
 
 
 def replay_outcome(session: Session, entry_id: int, result: Result, now: datetime) -> None:
-    """Mark a replayed quarantine entry; a replay that fails again updates it, not a new one."""
+    """Mark a replayed quarantine entry (the pipeline updated it already if it failed again)."""
     stored = session.get_one(QuarantineEntry, entry_id)
     if result.outcome is not Outcome.QUARANTINED:
         stored.status = QuarantineStatus.REPLAYED
@@ -148,12 +148,6 @@ def replay_outcome(session: Session, entry_id: int, result: Result, now: datetim
             reason=result.reason,
         )
         return
-    if result.quarantine_id is not None and result.quarantine_id != entry_id:
-        again = session.get(QuarantineEntry, result.quarantine_id)
-        if again is not None:
-            stored.reason = again.reason
-            stored.error = again.error
-            session.delete(again)
     record_event(
         session, now, "quarantine.replay-failed", quarantine=entry_id, reason=stored.reason
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from casework.models import Case, QuarantineEntry, QuarantineStatus
+from casework.models import AuditEvent, Case, QuarantineEntry, QuarantineStatus
 from scheduler.cli import main
 from tests.mail import make_mail
 
@@ -99,6 +99,11 @@ def test_a_quarantined_message_is_replayed_after_the_fix(
     with app.sessions() as session:
         stored = session.scalars(select(QuarantineEntry)).one()
         assert stored.status is QuarantineStatus.REPLAYED and stored.replayed_at is not None
+        # The audit log names only entries that exist: the failed replay updated this one.
+        quarantined = session.scalars(
+            select(AuditEvent).where(AuditEvent.kind == "message.quarantined")
+        ).all()
+        assert [e.detail["quarantine"] for e in quarantined] == [stored.id, stored.id]
         assert session.scalars(select(Case)).one().ref == "TS-1"
     app.engine.dispose()
 
