@@ -38,6 +38,7 @@ FLAGGED = b"\\Flagged"
 IDLE_RENEW_SECONDS = 25 * 60
 # One FETCH of whole bodies carries at most this much, whatever the batch size.
 FETCH_BYTES = 64 * 1024 * 1024
+LOGIN_REFUSED = "intake.imap.login_refused"
 LOGIN_FAILING = "intake.imap.login_failing"
 LOGIN_RECOVERED = "intake.imap.login_recovered"
 
@@ -120,7 +121,8 @@ class ImapIntake:
         self._connection: ImapConnection | None = None
         self._folders_ready = False
         self._parser = ParseAhead(pipeline.limits, options.parse_workers)
-        self.login_failures = 0
+        # Carried over from earlier processes, so that `run --once` from cron adds up too.
+        self.login_failures = refusals_in_a_row(sessions, options.mailbox_key)
 
     # --- one pass ----------------------------------------------------------------------------
 
@@ -342,36 +344,40 @@ class ImapIntake:
 
     def _login_failed(self, error: ImapLoginError, now: datetime) -> None:
         self.login_failures += 1
-        if self.login_failures == self.options.login_alert_after:
+        alert = self.login_failures == self.options.login_alert_after
+        if alert:
             log.error(
                 "IMAP login refused %d times in a row (%s); the desk reads no mail until "
                 "the [intake.imap] login (username, password or token command) is fixed",
                 self.login_failures,
                 error,
             )
-            try:
-                with transaction(self._sessions) as session:
+        else:
+            log.warning("IMAP login refused (%d): %s", self.login_failures, error)
+        account = self.options.mailbox_key
+        try:
+            with transaction(self._sessions) as session:
+                record_event(session, now, LOGIN_REFUSED, account=account, error=str(error)[:500])
+                if alert:
                     record_event(
                         session,
                         now,
                         LOGIN_FAILING,
-                        account=self.options.mailbox_key,
+                        account=account,
                         failures=self.login_failures,
                         error=str(error)[:500],
                     )
-            except Exception:  # the database may be down too; the log line stands
-                log.exception("could not record the IMAP login problem")
-        else:
-            log.warning("IMAP login refused (%d): %s", self.login_failures, error)
+        except Exception:  # the database may be down too; the log line stands
+            log.exception("could not record the IMAP login problem")
 
     def _login_recovered(self, now: datetime) -> None:
         if self.login_failures >= self.options.login_alert_after:
             log.info("IMAP login accepted again after %d refusals", self.login_failures)
-            try:
-                with transaction(self._sessions) as session:
-                    record_event(session, now, LOGIN_RECOVERED, account=self.options.mailbox_key)
-            except Exception:
-                log.exception("could not record the IMAP login recovery")
+        try:
+            with transaction(self._sessions) as session:
+                record_event(session, now, LOGIN_RECOVERED, account=self.options.mailbox_key)
+        except Exception:
+            log.exception("could not record the IMAP login recovery")
         self.login_failures = 0
 
     # --- the long-running loop ---------------------------------------------------------------
@@ -462,6 +468,28 @@ def _by_total_size(uids: Sequence[int], sizes: dict[int, int], budget: int) -> I
 
 def _announces_mail(response: object) -> bool:
     return isinstance(response, tuple) and any(part in (b"EXISTS", b"RECENT") for part in response)
+
+
+def refusals_in_a_row(sessions: sessionmaker[Session], account: str) -> int:
+    """Refused logins to `account` recorded since its last accepted one (0 if unknown)."""
+    try:
+        with sessions() as session:
+            recent = session.execute(
+                select(AuditEvent.kind, AuditEvent.detail)
+                .where(AuditEvent.kind.in_([LOGIN_REFUSED, LOGIN_RECOVERED]))
+                .order_by(AuditEvent.id.desc())
+                .limit(500)
+            ).all()
+    except SQLAlchemyError:  # the database is down: the pass will say so
+        return 0
+    refused = 0
+    for kind, detail in recent:
+        if detail.get("account") != account:
+            continue
+        if kind == LOGIN_RECOVERED:
+            break
+        refused += 1
+    return refused
 
 
 def login_problem(sessions: sessionmaker[Session]) -> AuditEvent | None:

@@ -51,3 +51,24 @@ def test_run_once_against_a_dead_server_is_a_temporary_failure(
 
     assert main(["--config", str(config), "check"]) == 1
     assert "FAIL imap" in capsys.readouterr().out
+
+
+def test_refused_logins_add_up_across_run_once_invocations(
+    pymap_server: ImapServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `run --once` from cron: every run is a new process, yet the refusals must add up.
+    config = write_config(tmp_path, pymap_server, login_alert_after=2)
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    (tmp_path / "imap-password").write_text("the old password")
+
+    assert main(["--config", str(config), "run", "--once"]) == EX_TEMPFAIL
+    assert main(["--config", str(config), "run", "--once"]) == EX_TEMPFAIL
+    capsys.readouterr()
+
+    (tmp_path / "imap-password").write_text(pymap_server.password)
+    assert main(["--config", str(config), "check"]) == 1
+    assert "the worker reported 2 refused logins in a row" in capsys.readouterr().out
+
+    assert main(["--config", str(config), "run", "--once"]) == 0
+    assert main(["--config", str(config), "check"]) == 0
+    assert "ok   imap" in capsys.readouterr().out
