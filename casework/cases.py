@@ -47,18 +47,19 @@ def get_case(session: Session, ref: str) -> Case:
     return case
 
 
-def open_case(desk: Desk, session: Session, inbound: InboundMessage, now: datetime) -> Case:
+def open_case(
+    desk: Desk, session: Session, inbound: InboundMessage, now: datetime, *, proactive: bool
+) -> Case:
     """A new report or question: the case, the reporter's acknowledgement, the moderators' email.
 
-    A moderator writing to the desk afresh opens a case found by proactive monitoring: notices
-    then say so, and the moderator gets no acknowledgement (the new-case email is theirs too).
-    `inbound` may be new: it is then written in the same flush as the case (and a new reporter).
+    `proactive`: a moderator (authenticated as for commands) wrote to the desk afresh, so the
+    case was found by proactive monitoring: notices say so, and the moderator gets no
+    acknowledgement (the new-case email is theirs too). `inbound` may be new: it is then
+    written in the same flush as the case (and a new reporter).
     """
     reporter = find_or_add_person(session, inbound.from_address, now, inbound.from_name)
-    proactive = desk.moderators.is_moderator(reporter.email)
-    kind = CaseKind.QUESTION if is_question(inbound.subject, inbound.body_text) else CaseKind.REPORT
-    if proactive:
-        kind = CaseKind.REPORT
+    question = not proactive and is_question(inbound.subject, inbound.body_text)
+    kind = CaseKind.QUESTION if question else CaseKind.REPORT
     case = Case(
         kind=kind,
         status=CaseStatus.OPEN,

@@ -16,6 +16,7 @@ from casework.models import (
     Case,
     CaseKind,
     CaseStatus,
+    Detection,
     OutboxMessage,
     Party,
     Person,
@@ -482,7 +483,7 @@ def send_reporter_outcome(
     reporter = case.reporter
     if reporter is None or reporter.id == case.subject_id:
         return False
-    if desk.moderators.is_moderator(reporter.email):
+    if case.detection is Detection.PROACTIVE:
         return False  # a case the team found itself (proactive monitoring) has no reporter to tell
     session.flush()
     already = session.scalars(

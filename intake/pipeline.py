@@ -32,6 +32,7 @@ from casework.models import (
 )
 from casework.routing import Route, route_reply
 from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
+from intake.authresults import judge_sender
 from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
 from intake.classify import Classification, ClassifyContext, Verdict, classify
@@ -170,8 +171,22 @@ class Pipeline:
                 answer_caseless_reply(self._desk, session, row, answered, now)
                 return _result(row)
         row = self._row(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
-        open_case(self._desk, session, row, now)  # writes the row together with its case
+        proactive = self._from_a_moderator(parsed)
+        open_case(self._desk, session, row, now, proactive=proactive)  # writes row and case
+
         return _result(row)
+
+    def _from_a_moderator(self, parsed: ParsedMessage) -> bool:
+        """A moderator's own mail, trusted as far as their commands are: a From header alone
+        is easy to forge, and a forged one must not pass for the team's own finding."""
+        moderators = self._desk.moderators
+        if not moderators.is_moderator(parsed.from_address):
+            return False
+        if not moderators.require_authenticated:
+            return True
+        headers = [(str(name), str(value)) for name, value in parsed.headers.items()]
+        verdict = judge_sender(headers, moderators.trusted_authserv_ids, parsed.from_address)
+        return verdict.authenticated
 
     def _automated(
         self,

@@ -29,6 +29,7 @@ from tests.conftest import SettingsFactory
 from tests.desk_helpers import (
     ASHA,
     KARAN,
+    PASS,
     PRIYA,
     RAVI,
     TRUSTED,
@@ -555,7 +556,7 @@ def test_outlook_html_only_reply_through_run_once(
     desk: App, clock: FixedClock, tmp_path: Path
 ) -> None:
     """An HTML-only reply dropped into the Maildir; `run --once` applies it and sends mail."""
-    from tests.desk_helpers import PASS, reply_to_of
+    from tests.desk_helpers import reply_to_of
 
     case_id = open_report(desk, clock.now())
     sent = next(iter(outbox(desk, recipient=ASHA, template="moderator/new-case")))
@@ -595,7 +596,7 @@ def test_assigning_another_moderator_tells_them(desk: App, clock: FixedClock) ->
     assert told.recipient == RAVI
     assert f"{ASHA} assigned TS-{case_id} to you." in body_of(told)
     # Ravi can command through the mail he was sent about it.
-    from tests.desk_helpers import PASS, reply_to_of
+    from tests.desk_helpers import reply_to_of
 
     later(clock)
     raw = make_mail(
@@ -610,7 +611,7 @@ def test_assigning_another_moderator_tells_them(desk: App, clock: FixedClock) ->
 
 
 def test_a_reporter_cannot_command(desk: App, clock: FixedClock) -> None:
-    from tests.desk_helpers import PASS, reply_to_of
+    from tests.desk_helpers import reply_to_of
 
     case_id = open_report(desk, clock.now())
     ack = outbox(desk, recipient=PRIYA, template="reporter/acknowledgement")[0]
@@ -625,21 +626,45 @@ def test_a_reporter_cannot_command(desk: App, clock: FixedClock) -> None:
     assert len(outbox(desk, template="moderator/follow-up")) == 2
 
 
+@pytest.fixture
+def authenticating_app(make_settings: SettingsFactory, sqlite_url: str) -> Iterator[App]:
+    """A desk that trusts a moderator's From only with our server's Authentication-Results."""
+    moderators = {"require_authenticated": True, "trusted_authserv_ids": [TRUSTED]}
+    app = build_app(make_settings(sqlite_url, moderators=moderators), migrate=True)
+    yield app
+    app.engine.dispose()
+
+
 def test_a_moderators_fresh_email_is_a_proactive_case_and_a_digest_reply_is_not(
-    sqlite_app: App, clock: FixedClock
+    authenticating_app: App, clock: FixedClock
 ) -> None:
+    sqlite_app = authenticating_app
     found = make_mail(
         sender=ASHA,
         subject="Mentor posting WhatsApp numbers in course Q&A",
         body="Found while reviewing DATA-101 Q&A: karan.mentor@example.com posts his number.",
     )
-    result = sqlite_app.pipeline.process(found, SourceRef(label="t"), clock.now())
+    # Our receiving server vouches for the moderator's From, as it must for commands.
+    signed = f"Authentication-Results: {PASS}\r\n".encode() + found
+    result = sqlite_app.pipeline.process(signed, SourceRef(label="t"), clock.now())
     with sqlite_app.sessions() as session:
         case = session.get_one(Case, result.case_id)
         assert case.detection is Detection.PROACTIVE
         sent = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
     # No acknowledgement to the moderator; the new-case email (theirs to command) goes out.
     assert [r.template for r in sent] == ["moderator/new-case"] * 2
+
+    # The same From with nothing to vouch for it is an ordinary report, acknowledged to the
+    # address it names (so a forgery reaches the real moderator's eyes).
+    forged = make_mail(sender=ASHA, subject="Ban karan now", message_id="<forged@x.example>")
+    result = sqlite_app.pipeline.process(forged, SourceRef(label="t"), clock.now())
+    with sqlite_app.sessions() as session:
+        case = session.get_one(Case, result.case_id)
+        assert case.detection is Detection.COMMUNITY_REPORT
+        templates = session.scalars(
+            select(OutboxMessage.template).where(OutboxMessage.case_id == case.id)
+        ).all()
+    assert sorted(templates) == ["moderator/new-case"] * 2 + ["reporter/acknowledgement"]
 
     with sqlite_app.sessions.begin() as session:
         digest = OutboxMessage(
