@@ -196,6 +196,14 @@ def _read_int(key: str, value: Any) -> int:
     return number
 
 
+def _read_count(key: str, value: Any) -> int:
+    """A size or a number of things that must be at least one (0 would stop the work)."""
+    number = _read_int(key, value)
+    if number < 1:
+        raise ConfigError(f"{key}: must be at least 1, got {number}")
+    return number
+
+
 def _read_port(key: str, value: Any) -> int:
     number = _read_int(key, value)
     if not 0 < number < 65536:
@@ -223,6 +231,14 @@ def _read_duration(key: str, value: Any) -> Duration:
         return Duration.parse(_read_str(key, value))
     except DurationError as error:
         raise ConfigError(f"{key}: {error}") from None
+
+
+def _read_period(key: str, value: Any) -> Duration:
+    """An interval, a delay or a timeout: zero would spin, never wait, or give up at once."""
+    duration = _read_duration(key, value)
+    if duration.approximate().total_seconds() < 1:
+        raise ConfigError(f"{key}: must be at least one second, got {value!r}")
+    return duration
 
 
 def _read_addresses(key: str, value: Any) -> tuple[str, ...]:
@@ -301,7 +317,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
     "intake": {
         "source": _read_enum(IntakeSource),
         "maildir": _read_path,
-        "max_message_bytes": _read_int,
+        "max_message_bytes": _read_count,
     },
     "intake.imap": {
         "host": _read_nonempty,
@@ -315,22 +331,22 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "quarantine_folder": _read_str,
         "after_processing": _read_enum(AfterProcessing),
         "idle": _read_bool,
-        "poll_interval": _read_duration,
-        "batch_size": _read_int,
-        "timeout": _read_duration,
-        "reconnect_min": _read_duration,
-        "reconnect_max": _read_duration,
-        "login_alert_after": _read_int,
+        "poll_interval": _read_period,
+        "batch_size": _read_count,
+        "timeout": _read_period,
+        "reconnect_min": _read_period,
+        "reconnect_max": _read_period,
+        "login_alert_after": _read_count,
         "parse_workers": _read_int,
         "ca_file": _read_path,
     },
     "outbound": {
         "transport": _read_enum(Transport),
         "maildir": _read_path,
-        "max_attempts": _read_int,
-        "retry_after": _read_duration,
-        "retry_max": _read_duration,
-        "batch_size": _read_int,
+        "max_attempts": _read_count,
+        "retry_after": _read_period,
+        "retry_max": _read_period,
+        "batch_size": _read_count,
     },
     "outbound.smtp": {
         "host": _read_nonempty,
@@ -339,7 +355,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "username": _read_str,
         "auth": _read_enum(LoginMethod),
         "token_command": _read_command,
-        "timeout": _read_duration,
+        "timeout": _read_period,
         "ca_file": _read_path,
     },
     "moderators": {
@@ -362,9 +378,9 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "suspension_disables": _read_strings,
     },
     "schedule": {
-        "poll_interval": _read_duration,
-        "outbox_interval": _read_duration,
-        "sweep_interval": _read_duration,
+        "poll_interval": _read_period,
+        "outbox_interval": _read_period,
+        "sweep_interval": _read_period,
     },
     "logging": {"level": _read_level},
     "hygiene": {
@@ -375,10 +391,10 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "global_cap_per_hour": _read_int,
         "moderator_cap": _read_int,
         "max_attachment_bytes": _read_int,
-        "max_header_bytes": _read_int,
-        "max_mime_depth": _read_int,
+        "max_header_bytes": _read_count,
+        "max_mime_depth": _read_count,
         "parse_timeout": _read_duration,
-        "parse_memory_bytes": _read_int,
+        "parse_memory_bytes": _read_count,
     },
 }
 
@@ -520,6 +536,14 @@ def _assemble(read: dict[str, dict[str, Any]], base: Path, source: Path | None) 
         raise ConfigError(
             f'[outbound.smtp] username: missing required key (auth is "{smtp.auth.value}")'
         )
+    for section, low_key, low, high_key, high in (
+        ("intake.imap", "reconnect_min", imap.reconnect_min, "reconnect_max", imap.reconnect_max),
+        ("outbound", "retry_after", outbound.retry_after, "retry_max", outbound.retry_max),
+    ):
+        if high.approximate() < low.approximate():
+            raise ConfigError(
+                f"[{section}] {high_key}: must not be shorter than {low_key} ({high} < {low})"
+            )
     for key, other in (
         ("processed_folder", imap.processed_folder),
         ("quarantine_folder", imap.quarantine_folder),

@@ -42,12 +42,12 @@ def imap_options(settings: Settings) -> ImapOptions:
         quarantine_folder=imap.quarantine_folder,
         move=imap.after_processing is AfterProcessing.MOVE,
         idle=imap.idle,
-        poll_seconds=max(imap.poll_interval.approximate().total_seconds(), 1.0),
-        batch_size=max(imap.batch_size, 1),
+        poll_seconds=imap.poll_interval.approximate().total_seconds(),
+        batch_size=imap.batch_size,
         max_message_bytes=settings.intake.max_message_bytes,
-        reconnect_min=max(imap.reconnect_min.approximate().total_seconds(), 0.1),
-        reconnect_max=max(imap.reconnect_max.approximate().total_seconds(), 0.1),
-        login_alert_after=max(imap.login_alert_after, 1),
+        reconnect_min=imap.reconnect_min.approximate().total_seconds(),
+        reconnect_max=imap.reconnect_max.approximate().total_seconds(),
+        login_alert_after=imap.login_alert_after,
         parse_workers=imap.parse_workers,
     )
 

@@ -128,6 +128,27 @@ def test_minimal_config_gets_the_policy_defaults(tmp_path: Path) -> None:
             "[intake.imap]\nauth = 'xoauth2'\ntoken_command = ['oama', 7]",
             "[intake.imap] token_command[1]: expected a string",
         ),
+        ("[intake.imap]\nbatch_size = 0", "[intake.imap] batch_size: must be at least 1, got 0"),
+        ("[outbound]\nbatch_size = 0", "[outbound] batch_size: must be at least 1, got 0"),
+        ("[outbound]\nmax_attempts = 0", "[outbound] max_attempts: must be at least 1"),
+        ("[intake]\nmax_message_bytes = 0", "[intake] max_message_bytes: must be at least 1"),
+        ("[intake.imap]\nlogin_alert_after = 0", "[intake.imap] login_alert_after: must be at"),
+        ("[hygiene]\nmax_mime_depth = 0", "[hygiene] max_mime_depth: must be at least 1"),
+        (
+            "[intake.imap]\npoll_interval = 'PT0S'",
+            "[intake.imap] poll_interval: must be at least one second, got 'PT0S'",
+        ),
+        ("[intake.imap]\ntimeout = 'PT0S'", "[intake.imap] timeout: must be at least one second"),
+        ("[outbound.smtp]\ntimeout = 'P0D'", "[outbound.smtp] timeout: must be at least one"),
+        ("[schedule]\noutbox_interval = 'PT0S'", "[schedule] outbox_interval: must be at least"),
+        (
+            "[intake.imap]\nreconnect_min = 'PT10M'\nreconnect_max = 'PT1M'",
+            "[intake.imap] reconnect_max: must not be shorter than reconnect_min (PT1M < PT10M)",
+        ),
+        (
+            "[outbound]\nretry_after = 'PT7H'",
+            "[outbound] retry_max: must not be shorter than retry_after (PT6H < PT7H)",
+        ),
     ],
 )
 def test_a_bad_key_is_named_with_the_problem(tmp_path: Path, extra: str, message: str) -> None:
