@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.audit import record_event
@@ -118,12 +118,33 @@ class Pipeline:
         try:
             with transaction(self._sessions) as session:
                 return self._handle(session, parsed, source, now)
+        except IntegrityError as error:
+            # Another reader committed this very mailbox UID first (a worker whose lock went
+            # with its connection, before it noticed): handled once, by them.
+            earlier = self._recorded_meanwhile(source)
+            if earlier is not None:
+                return earlier
+            return self._quarantine(raw, sha256, source, now, "database refused the message", error)
         except (OperationalError, DBAPIError) as error:
             if _is_outage(error):
                 raise TemporaryFailure(f"database unavailable: {error.orig}") from error
             return self._quarantine(raw, sha256, source, now, "database refused the message", error)
         except Exception as error:
             return self._quarantine(raw, sha256, source, now, "processing failed", error)
+
+    def _recorded_meanwhile(self, source: SourceRef) -> Result | None:
+        if source.uid is None:
+            return None
+        with transaction(self._sessions) as session:
+            found = session.execute(
+                _SAME_UID,
+                {"mailbox": source.mailbox, "uidvalidity": source.uidvalidity, "uid": source.uid},
+            ).scalar()
+            row = None if found is None else session.get(InboundMessage, found)
+            if row is None:
+                return None
+            why = f"recorded meanwhile by another reader as inbound #{row.id}"
+            return Result(Outcome.DUPLICATE, row.id, row.case_id, row.disposition, why)
 
     def quarantine(
         self, raw: bytes, source: SourceRef, now: datetime, reason: str, error: BaseException

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +49,42 @@ class ConsumerLock:
             return self._acquire_advisory()
         return self._acquire_file()
 
+    def still_held(self) -> bool:
+        """False when the lock went with its connection (the database restarted, the session
+        was ended): the server has freed it, and another worker may hold it already.
+
+        A PostgreSQL session lock lasts as long as its session, so a live session still holds
+        it. An flock lasts as long as this process.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return True
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            connection.execute(text("SELECT 1"))
+            connection.commit()
+        except SQLAlchemyError:
+            self._connection = None
+            with contextlib.suppress(SQLAlchemyError):
+                connection.invalidate()
+            return False
+        return True
+
     def release(self) -> None:
+        """Give the lock up; a database that cannot be told frees it with the connection."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
             try:
                 connection.execute(
                     text("SELECT pg_advisory_unlock(:n)"), {"n": lock_number(self.key)}
                 )
+            except SQLAlchemyError:
+                with contextlib.suppress(SQLAlchemyError):
+                    connection.invalidate()
             finally:
-                connection.close()
+                with contextlib.suppress(SQLAlchemyError):
+                    connection.close()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -62,10 +92,14 @@ class ConsumerLock:
 
     def _acquire_advisory(self) -> bool:
         connection = self.engine.connect()
-        got = connection.execute(
-            text("SELECT pg_try_advisory_lock(:n)"), {"n": lock_number(self.key)}
-        ).scalar()
-        connection.commit()
+        try:
+            got = connection.execute(
+                text("SELECT pg_try_advisory_lock(:n)"), {"n": lock_number(self.key)}
+            ).scalar()
+            connection.commit()
+        except BaseException:
+            connection.close()
+            raise
         if got:
             self._connection = connection
             return True
@@ -85,3 +119,28 @@ class ConsumerLock:
             return False
         self._fd = fd
         return True
+
+
+@dataclass
+class LockWatch:
+    """Asks `lock` whether it is still held, at most once every `every` seconds.
+
+    The mailbox thread consults it between messages: a worker whose lock went with its
+    database connection stops reading before a standby that took the lock over reads the
+    same messages (the window is at most `every` seconds and one message).
+    """
+
+    lock: ConsumerLock
+    every: float
+    monotonic: Callable[[], float]
+    lost: bool = False
+    _checked_at: float | None = field(default=None, init=False)
+
+    def is_lost(self) -> bool:
+        if self.lost:
+            return True
+        now = self.monotonic()
+        if self._checked_at is None or now - self._checked_at >= self.every:
+            self._checked_at = now
+            self.lost = not self.lock.still_held()
+        return self.lost

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.clock import Clock
@@ -16,7 +18,7 @@ from intake.imap_client import Endpoint, ImapError, ImapLoginError, ImapTlsError
 from intake.imap_cursor import Cursor, read_cursor
 from intake.pipeline import Pipeline, Result
 from scheduler.config import AfterProcessing, Settings
-from scheduler.consumer_lock import ConsumerLock
+from scheduler.consumer_lock import ConsumerLock, LockWatch
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,10 @@ def poll_imap(
         intake.close()
 
 
+# How often the mailbox thread makes sure its PostgreSQL lock is still held (one round trip).
+LOCK_CHECK_SECONDS = 1.0
+
+
 def start_imap_consumer(
     settings: Settings,
     pipeline: Pipeline,
@@ -74,23 +80,39 @@ def start_imap_consumer(
     clock: Clock,
     stop: threading.Event,
     lock: ConsumerLock,
+    *,
+    lock_check_seconds: float = LOCK_CHECK_SECONDS,
 ) -> threading.Thread:
     """The worker's mailbox thread: drain, IDLE (or poll), repeat, until `stop` is set.
 
-    It first waits for `lock`: while another worker reads the mailbox this one only stands by,
-    and takes over when that worker stops or dies.
+    It reads only while it holds `lock`. While another worker reads the mailbox, or the database
+    cannot be asked, it stands by and tries again every poll interval. If the lock goes with its
+    database connection, it stops reading and stands by again: another worker may have taken
+    over.
     """
-    intake = ImapIntake(imap_options(settings), pipeline, sessions)
+    options = imap_options(settings)
 
     def run() -> None:
+        standing_by = ""
         try:
-            if not lock.acquire():
-                log.info("another worker is reading %s; standing by", lock.key)
-                while not lock.acquire():
-                    if stop.wait(intake.options.poll_seconds):
+            while not stop.is_set():
+                why = _take(lock)
+                if why:
+                    if why != standing_by:
+                        log.info("%s; standing by", why)
+                    standing_by = why
+                    if stop.wait(options.poll_seconds):
                         return
-                log.info("taking over %s", lock.key)
-            intake.serve(clock.now, stop.is_set, stop.wait)
+                    continue
+                if standing_by:
+                    log.info("taking over %s", lock.key)
+                standing_by = ""
+                if not _read_while_held(
+                    options, pipeline, sessions, clock, stop, lock, lock_check_seconds
+                ):
+                    lock.release()
+                    standing_by = f"lost the lock on {lock.key} with its database connection"
+                    log.error("%s; another worker may read it now; standing by", standing_by)
         except Exception:  # the thread must say why it ended
             log.exception("IMAP intake stopped by an unexpected error")
             stop.set()
@@ -100,6 +122,37 @@ def start_imap_consumer(
     thread = threading.Thread(target=run, name="imap-intake", daemon=True)
     thread.start()
     return thread
+
+
+def _take(lock: ConsumerLock) -> str:
+    """Take `lock`; empty when taken, else why this worker must stand by."""
+    try:
+        if lock.acquire():
+            return ""
+    except SQLAlchemyError as error:
+        return f"database unavailable, so {lock.key} is not read ({type(error).__name__})"
+    return f"another worker is reading {lock.key}"
+
+
+def _read_while_held(
+    options: ImapOptions,
+    pipeline: Pipeline,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    stop: threading.Event,
+    lock: ConsumerLock,
+    check_seconds: float,
+) -> bool:
+    """Serve the mailbox until `stop`; False when the lock was lost on the way."""
+    watch = LockWatch(lock, check_seconds, time.monotonic)
+    try:
+        intake = ImapIntake(options, pipeline, sessions)
+    except SQLAlchemyError as error:  # reading its login record needs the database
+        log.warning("database unavailable (%s); the IMAP intake waits", error)
+        stop.wait(options.poll_seconds)
+        return lock.still_held()
+    intake.serve(clock.now, lambda: stop.is_set() or watch.is_lost(), stop.wait)
+    return not watch.lost
 
 
 def check_imap(
