@@ -274,7 +274,7 @@ class QuarantineEntry(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     received_at: Mapped[datetime]
-    source: Mapped[str] = mapped_column(String(500), default="")
+    source: Mapped[str] = mapped_column(String(500), default="", index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     reason: Mapped[str] = mapped_column(Text)

@@ -25,8 +25,14 @@ from intake.imap_client import (
     ImapLoginError,
     connect,
 )
-from intake.imap_cursor import advance_cursor, already_handled, read_cursor
+from intake.imap_cursor import (
+    advance_cursor,
+    already_handled,
+    quarantined_before,
+    read_cursor,
+)
 from intake.imap_parse import ParseAhead
+from intake.parse import sha256_of
 from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
 
 log = logging.getLogger(__name__)
@@ -227,11 +233,16 @@ class ImapIntake:
         clock = self._monotonic
         started = clock()
         raws, present, refused = self._fetch(connection, todo)
+        with transaction(self._sessions) as session:
+            digests = {uid: sha256_of(raw) for uid, raw in raws.items()}
+            carried = quarantined_before(session, key, folder.uidvalidity, digests)
+        quarantined |= carried
+        report.skipped_known += len(carried)
         report.fetch_seconds += clock() - started
         done, bad = sorted(recorded), sorted(quarantined)
         handled_upto = 0
         started = clock()
-        fetched = [uid for uid in todo if uid in raws]
+        fetched = [uid for uid in todo if uid in raws and uid not in carried]
         parsed_ahead = self._parser.parse_all([raws[uid] for uid in fetched])
         try:
             for uid in batch:

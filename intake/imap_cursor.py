@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from casework.models import InboundMessage, MailboxCursor, QuarantineEntry
+from casework.models import InboundMessage, MailboxCursor, QuarantineEntry, QuarantineStatus
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,34 @@ def already_handled(
         )
     }
     return {int(u) for u in recorded if u is not None}, quarantined - recorded
+
+
+def quarantined_before(
+    session: Session, folder: str, uidvalidity: int, digests: Mapping[int, str]
+) -> set[int]:
+    """Of the fetched UIDs (uid -> SHA-256 of the bytes), those quarantined under an earlier
+    UIDVALIDITY of `folder` and still held; their entries are renamed after the new UID.
+
+    A quarantined message left in the folder (flag mode, no quarantine folder) comes back under
+    a new UID when the folder is recreated; without this it would fail and be quarantined again.
+    """
+    if not digests:
+        return set()
+    entries = session.scalars(
+        select(QuarantineEntry)
+        .where(QuarantineEntry.sha256.in_(set(digests.values())))
+        .where(QuarantineEntry.status == QuarantineStatus.HELD)
+        .order_by(QuarantineEntry.id)
+    )
+    earlier, current = f"{folder} uidvalidity=", f"{folder} uidvalidity={uidvalidity} "
+    by_digest: dict[str, list[QuarantineEntry]] = {}
+    for entry in entries:
+        if entry.source.startswith(earlier) and not entry.source.startswith(current):
+            by_digest.setdefault(entry.sha256, []).append(entry)
+    found = set()
+    for uid, digest in digests.items():
+        waiting = by_digest.get(digest)
+        if waiting:  # one entry per message: a second copy of the same bytes is a new message
+            waiting.pop(0).source = source_label(folder, uidvalidity, uid)
+            found.add(uid)
+    return found

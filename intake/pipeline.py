@@ -36,6 +36,7 @@ from intake.authresults import judge_sender
 from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
 from intake.classify import Classification, ClassifyContext, Verdict, classify
+from intake.imap_cursor import source_label
 from intake.moderator_mail import handle_moderator_mail
 from intake.parse import ParsedMessage, sha256_of
 
@@ -424,8 +425,8 @@ def find_seen(
 
 
 def _describe_source(source: SourceRef) -> str:
-    if source.uid is not None:
-        return f"{source.mailbox} uidvalidity={source.uidvalidity} uid={source.uid}"
+    if source.mailbox is not None and source.uidvalidity is not None and source.uid is not None:
+        return source_label(source.mailbox, source.uidvalidity, source.uid)
     return source.label or "unknown"
 
 

@@ -528,6 +528,53 @@ def test_a_quarantined_uid_read_again_is_not_quarantined_twice(
     assert count(app, InboundMessage) == 1
 
 
+def test_a_message_quarantined_in_place_is_not_quarantined_again_under_a_new_uidvalidity(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    # Flag mode without a quarantine folder: the poison message stays in the folder.
+    app = imap_app(folder="Desk", after_processing="flag")
+    poison = make_mail(subject="POISON", message_id="<poison@client.example>")
+    with imap_server.client() as client:
+        client.create_folder("Desk")
+    imap_server.deliver(poison, *mails(1), folder="Desk")
+    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
+    assert [r.outcome for r in intake.run_pass(clock.now).results] == [
+        Outcome.QUARANTINED,
+        Outcome.PROCESSED,
+    ]
+
+    # The folder is recreated with the same mail (a server migration), plus a second copy of
+    # the poison bytes: that one is a message of its own and fails on its own.
+    with imap_server.client() as client:
+        client.delete_folder("Desk")
+        client.create_folder("Desk")
+    imap_server.deliver(poison, *mails(1), poison, folder="Desk")
+    report = intake.run_pass(clock.now)
+    intake.close()
+
+    assert [r.outcome for r in report.results] == [Outcome.DUPLICATE, Outcome.QUARANTINED]
+    assert report.skipped_known == 1
+    with app.sessions() as session:
+        cursor = session.scalars(select(MailboxCursor)).one()
+        sources = sorted(session.scalars(select(QuarantineEntry.source)))
+    key = imap_options(app.settings).mailbox_key
+    assert sources == [
+        f"{key} uidvalidity={cursor.uidvalidity} uid=1",
+        f"{key} uidvalidity={cursor.uidvalidity} uid=3",
+    ]
+    assert count(app, Case) == 1
+    assert [b"\\Flagged" in flags for flags in imap_server.flags("Desk")] == [True, False, True]
+
+    # Read again from the start (a lost cursor): nothing is quarantined or processed anew.
+    with app.sessions() as session, session.begin():
+        session.query(MailboxCursor).delete()
+    again = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
+    assert again.run_pass(clock.now).results == []
+    again.close()
+    assert count(app, QuarantineEntry) == 2
+
+
 def test_oversized_message_keeps_headers_and_start_and_is_acknowledged(
     imap_server: ImapServer,
     imap_settings: Callable[..., Settings],
