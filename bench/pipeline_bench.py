@@ -1,7 +1,7 @@
 """Cost of the pipeline alone: N pre-parsed messages through `Pipeline.process`, no IMAP.
 
 Usage: .venv/bin/python bench/pipeline_bench.py [--messages 1000] [--kind report|automated]
-       [--database sqlite|postgres]
+       [--database sqlite|postgres] [--moderators 1]
 
 Prints milliseconds per message (wall and CPU) and the SQL statements one message costs, by kind
 of statement. Parsing is done before the clock starts, as the IMAP intake's parse helper does.
@@ -36,13 +36,23 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--kind", choices=["report", "automated"], default="report")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--moderators", type=int, default=1, help="each new case emails every moderator"
+    )
     args = parser.parse_args()
     print(machine_reference())
 
     work = Path(tempfile.mkdtemp(prefix="safetydesk-bench-"))
     try:
         with scratch_database(args.database, work) as url:
-            measure(args, bench_settings(work, url, intake={"source": "maildir", "maildir": "in"}))
+            moderators = [f"moderator{i}@ecareermentor.in" for i in range(args.moderators)]
+            settings = bench_settings(
+                work,
+                url,
+                intake={"source": "maildir", "maildir": "in"},
+                moderators={"addresses": moderators},
+            )
+            measure(args, settings)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
@@ -69,7 +79,7 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     n = len(messages)
     print(
-        f"{args.database}, {n} {args.kind} messages: {elapsed / n * 1000:.2f} ms/message wall "
+        f"{args.database}, {n} {args.kind} messages, {args.moderators} moderator(s): {elapsed / n * 1000:.2f} ms/message wall "
         f"({n / elapsed:.0f}/s), {cpu / n * 1000:.2f} ms/message CPU"
     )
     print(f"statements per message: {sum(statements.values()) / n:.1f}")

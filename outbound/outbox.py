@@ -5,8 +5,9 @@ from __future__ import annotations
 import email.utils
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
@@ -50,6 +51,10 @@ class Outbox:
     def __init__(self, desk: DeskSettings, renderer: Renderer) -> None:
         self._desk = desk
         self._renderer = renderer
+        # The last rendering and what it was made from. The same facts go to every moderator
+        # (the context names no recipient), so a case's notices are rendered once, not once per
+        # moderator. Replaced whole, so a thread never sees half of another's entry.
+        self._last: tuple[str, Mapping[str, Any], datetime, RenderedEmail] | None = None
 
     def queue(self, session: Session, notice: Notice, now: datetime) -> None:
         message_id = make_message_id(self._desk.domain)
@@ -79,8 +84,7 @@ class Outbox:
     def _compose(
         self, notice: Notice, message_id: str, now: datetime
     ) -> tuple[RenderedEmail, str, bytes]:
-        context = {"desk": self._desk, "now": now, **notice.context}
-        rendered = self._renderer.render(notice.template, context)
+        rendered = self._render(notice, now)
         subject = rendered.subject
         if notice.case_id is not None and f"[TS-{notice.case_id}]" not in subject:
             subject = f"[TS-{notice.case_id}] {subject}"
@@ -115,6 +119,21 @@ class Outbox:
         raw = mime.compose(fields, mime.Body(rendered.text, rendered.html))
         verify_composed(raw, recipient, _OUR_HEADERS)
         return rendered, subject, raw
+
+
+    def _render(self, notice: Notice, now: datetime) -> RenderedEmail:
+        last = self._last
+        if (
+            last is not None
+            and last[0] == notice.template
+            and last[1] is notice.context
+            and last[2] == now
+        ):
+            return last[3]
+        context = {"desk": self._desk, "now": now, **notice.context}
+        rendered = self._renderer.render(notice.template, context)
+        self._last = (notice.template, notice.context, now, rendered)
+        return rendered
 
 
 def make_message_id(domain: str) -> str:

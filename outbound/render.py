@@ -37,17 +37,24 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # Templates are read once per process: a change to them takes a restart, and no
+            # rendering pays for a look at the file system.
+            auto_reload=False,
         )
+        self._has_html: dict[str, bool] = {}
         self._env.filters["when"] = _format_when
         self._env.filters["size"] = _format_size
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
         subject = self._env.get_template(f"{name}.subject.j2").render(context)
         text = self._env.get_template(f"{name}.txt.j2").render(context)
-        try:
-            html = self._env.get_template(f"{name}.html.j2").render(context)
-        except TemplateNotFound:
-            html = None
+        html = None
+        if self._has_html.get(name, True):
+            try:
+                html = self._env.get_template(f"{name}.html.j2").render(context)
+                self._has_html[name] = True
+            except TemplateNotFound:
+                self._has_html[name] = False
         return RenderedEmail(subject=" ".join(subject.split()), text=text, html=html)
 
     def has(self, name: str) -> bool:
