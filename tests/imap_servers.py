@@ -28,6 +28,15 @@ USERNAME = "desk"
 PASSWORD = "s3cret-desk-password"
 
 
+def wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    """Wait for something another thread or process does; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -23,7 +22,7 @@ from scheduler.app import App, mailbox_key
 from scheduler.config import Settings
 from scheduler.consumer_lock import ConsumerLock, LockWatch
 from scheduler.imap_intake import start_imap_consumer
-from tests.imap_servers import PROCESSED, ImapServer
+from tests.imap_servers import PROCESSED, ImapServer, wait_until
 from tests.mail import make_mail
 
 pytestmark = pytest.mark.postgres
@@ -42,14 +41,6 @@ def end_lock_sessions(url: str) -> int:
             (database,),
         ).fetchall()
     return len(ended)
-
-
-def wait_until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def inbound_count(app: App) -> int:

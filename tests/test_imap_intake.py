@@ -39,7 +39,7 @@ from scheduler.app import App, build_app
 from scheduler.config import Settings
 from scheduler.imap_intake import check_imap, imap_options
 from tests.conftest import SettingsFactory
-from tests.imap_servers import PROCESSED, ImapServer
+from tests.imap_servers import PROCESSED, ImapServer, wait_until
 from tests.mail import make_mail
 
 QUARANTINE = "Quarantine"
@@ -253,10 +253,10 @@ def test_idle_picks_up_new_mail_within_seconds(
     thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
     thread.start()
     try:
-        _wait_until(lambda: _is_idling(intake), 10)
+        wait_until(lambda: _is_idling(intake), 10)
         delivered = time.monotonic()
         imap_server.deliver(make_mail(message_id="<pushed@client.example>"))
-        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+        wait_until(lambda: count(app, InboundMessage) == 1, 10)
         latency = time.monotonic() - delivered
     finally:
         stop.set()
@@ -295,7 +295,7 @@ def test_mail_arriving_during_a_pass_is_not_left_for_the_poll(
     thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
     thread.start()
     try:
-        _wait_until(lambda: count(app, InboundMessage) == 2, 10)
+        wait_until(lambda: count(app, InboundMessage) == 2, 10)
     finally:
         stop.set()
         thread.join(timeout=20)
@@ -315,9 +315,9 @@ def test_without_idle_new_mail_is_picked_up_by_polling(
     thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
     thread.start()
     try:
-        _wait_until(lambda: intake._connection is not None, 10)
+        wait_until(lambda: intake._connection is not None, 10)
         imap_server.deliver(make_mail(message_id="<polled@client.example>"))
-        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+        wait_until(lambda: count(app, InboundMessage) == 1, 10)
         assert not _is_idling(intake)
     finally:
         stop.set()
@@ -345,9 +345,9 @@ def test_idle_is_reissued_and_still_delivers(
     thread = threading.Thread(target=intake.serve, args=(clock.now, stop.is_set, stop.wait))
     thread.start()
     try:
-        _wait_until(lambda: len(passes) >= 4, 10)
+        wait_until(lambda: len(passes) >= 4, 10)
         imap_server.deliver(make_mail(message_id="<after-renewals@client.example>"))
-        _wait_until(lambda: count(app, InboundMessage) == 1, 10)
+        wait_until(lambda: count(app, InboundMessage) == 1, 10)
     finally:
         stop.set()
         thread.join(timeout=20)
@@ -357,14 +357,6 @@ def test_idle_is_reissued_and_still_delivers(
 def _is_idling(intake: ImapIntake) -> bool:
     connection = intake._connection
     return connection is not None and connection._idling
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 # --- failures --------------------------------------------------------------------------------
