@@ -86,7 +86,11 @@ def timed(raw: bytes) -> tuple[float, str]:
     start = time.perf_counter()
     try:
         prescan(raw, LIMITS)
-        message = parse_message(raw, max_bytes=LIMITS.max_message_bytes)
+        message = parse_message(
+            raw,
+            max_bytes=LIMITS.max_message_bytes,
+            max_attachment_bytes=LIMITS.max_attachment_bytes,
+        )
         verdict = classify(message, CONTEXT)
         outcome = f"{verdict.verdict.value}: {verdict.rule}"
     except MessageRefused as error:
@@ -130,7 +134,11 @@ def main() -> None:
     }
     for name, body in hostile.items():
         raw = b"From: MAILER-DAEMON@mx.example\nReturn-Path: <>\nSubject: x\n\n" + body.encode()
-        message = parse_message(raw, max_bytes=LIMITS.max_message_bytes)
+        message = parse_message(
+            raw,
+            max_bytes=LIMITS.max_message_bytes,
+            max_attachment_bytes=LIMITS.max_attachment_bytes,
+        )
         start = time.perf_counter()
         read_bounce(message, "ecareermentor.in")
         mentioned = time.perf_counter()

@@ -63,7 +63,12 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
     app = build_app(settings, migrate=True)
     messages = corpus(args.messages, args.kind)
     parsed = [
-        parse_message(raw, max_bytes=app.pipeline.limits.max_message_bytes) for raw in messages
+        parse_message(
+            raw,
+            max_bytes=app.pipeline.limits.max_message_bytes,
+            max_attachment_bytes=app.pipeline.limits.max_attachment_bytes,
+        )
+        for raw in messages
     ]
     statements: collections.Counter[str] = collections.Counter()
 
@@ -79,7 +84,8 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     n = len(messages)
     print(
-        f"{args.database}, {n} {args.kind} messages, {args.moderators} moderator(s): {elapsed / n * 1000:.2f} ms/message wall "
+        f"{args.database}, {n} {args.kind} messages, {args.moderators} moderator(s): "
+        f"{elapsed / n * 1000:.2f} ms/message wall "
         f"({n / elapsed:.0f}/s), {cpu / n * 1000:.2f} ms/message CPU"
     )
     print(f"statements per message: {sum(statements.values()) / n:.1f}")

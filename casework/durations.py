@@ -91,3 +91,8 @@ class Duration:
                 if value:
                     words.append(f"{value} {unit}{'s' if value != 1 else ''}")
         return ", ".join(words) or "no time"
+
+
+def doubling_delay(first: float, cap: float, attempt: int) -> float:
+    """The wait before retry `attempt` (from 1): `first`, doubled each time, at most `cap`."""
+    return min(cap, first * float(2 ** min(max(attempt - 1, 0), 32)))

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from casework.audit import record_event
 from casework.db import transaction
+from casework.durations import doubling_delay
 from casework.models import AuditEvent
+from intake.bounds import Limits
 from intake.imap_client import (
     Endpoint,
     FolderState,
@@ -63,7 +65,7 @@ class ImapOptions:
     idle: bool = True
     poll_seconds: float = 60.0
     batch_size: int = 200
-    max_message_bytes: int = 25 * 1024 * 1024
+    max_message_bytes: int = Limits().max_message_bytes
     reconnect_min: float = 1.0
     reconnect_max: float = 300.0
     login_alert_after: int = 3
@@ -87,7 +89,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        ceiling = min(self.maximum, self.minimum * 2 ** min(self.failures - 1, 32))
+        ceiling = doubling_delay(self.minimum, self.maximum, self.failures)
         return float(self.uniform(ceiling / 2, ceiling))
 
     def reset(self) -> None:

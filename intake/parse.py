@@ -108,9 +108,7 @@ def _addresses(values: Sequence[object]) -> tuple[str, ...]:
     return tuple(addr.strip().lower() for _, addr in found if _plain_address(addr))
 
 
-def parse_message(
-    raw: bytes, *, max_bytes: int, max_attachment_bytes: int = 20 * 1024 * 1024
-) -> ParsedMessage:
+def parse_message(raw: bytes, *, max_bytes: int, max_attachment_bytes: int) -> ParsedMessage:
     """Parse `raw`; over `max_bytes` only the headers and the start of the body are read."""
     truncated = len(raw) > max_bytes
     data = _truncate(raw, max_bytes) if truncated else raw

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from casework.audit import record_event
 from casework.db import transaction
+from casework.durations import doubling_delay
 from casework.models import OutboxMessage, OutboxStatus
 from outbound.caps import DeliveryGate, Tally, held_by_gate, log_holds, open_holds
 
@@ -94,8 +95,8 @@ class RetryPolicy:
 
     def delay_after(self, attempts: int) -> timedelta:
         """Exponential backoff: first_delay, doubled each attempt, capped at max_delay."""
-        delay: timedelta = self.first_delay * (2 ** max(attempts - 1, 0))
-        return min(delay, self.max_delay)
+        first, cap = self.first_delay.total_seconds(), self.max_delay.total_seconds()
+        return timedelta(seconds=doubling_delay(first, cap, attempts))
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,6 @@ class Outbox:
         verify_composed(raw, recipient, _OUR_HEADERS)
         return rendered, subject, raw
 
-
     def _render(self, notice: Notice, now: datetime) -> RenderedEmail:
         last = self._last
         if (

@@ -14,6 +14,12 @@ from typing import Any
 from casework.credentials import LoginMethod
 from casework.durations import Duration, DurationError
 from casework.settings import DeskSettings, ModeratorSettings, PolicySettings, Step
+from casework.suppressions import SuppressionPolicy
+from intake.bounds import Limits
+from outbound.caps import CapPolicy
+
+# The components' own defaults are the configuration's: written once, where they are used.
+_LIMITS, _CAPS, _SUPPRESSION = Limits(), CapPolicy(), SuppressionPolicy()
 
 
 class ConfigError(Exception):
@@ -71,7 +77,7 @@ class ImapSettings:
 class IntakeSettings:
     source: IntakeSource = IntakeSource.MAILDIR
     maildir: Path = Path("var/maildir/in")
-    max_message_bytes: int = 25 * 1024 * 1024
+    max_message_bytes: int = _LIMITS.max_message_bytes
     imap: ImapSettings = ImapSettings()
 
 
@@ -115,17 +121,17 @@ class ScheduleSettings:
 class HygieneSettings:
     """Mail hygiene: bounce suppression, rate caps and per-message limits (docs/hygiene.md)."""
 
-    suppress_after_bounces: int = 3
-    suppress_for: Duration = Duration(days=30)
-    per_address_cap: int = 5
-    per_address_window: Duration = Duration(seconds=3600)
-    global_cap_per_hour: int = 500
-    moderator_cap: int = 120
-    max_attachment_bytes: int = 20 * 1024 * 1024
-    max_header_bytes: int = 256 * 1024
-    max_mime_depth: int = 20
-    parse_timeout: Duration = Duration(seconds=10)
-    parse_memory_bytes: int = 1024 * 1024 * 1024
+    suppress_after_bounces: int = _SUPPRESSION.after_bounces
+    suppress_for: Duration = _SUPPRESSION.period
+    per_address_cap: int = _CAPS.per_address_cap
+    per_address_window: Duration = Duration(seconds=int(_CAPS.per_address_window.total_seconds()))
+    global_cap_per_hour: int = _CAPS.global_cap_per_hour
+    moderator_cap: int = _CAPS.moderator_cap
+    max_attachment_bytes: int = _LIMITS.max_attachment_bytes
+    max_header_bytes: int = _LIMITS.max_header_bytes
+    max_mime_depth: int = _LIMITS.max_mime_depth
+    parse_timeout: Duration = Duration(seconds=int(_LIMITS.parse_timeout))
+    parse_memory_bytes: int = _LIMITS.parse_memory_bytes
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from casework.clock import FixedClock
 from casework.models import AuditEvent, OutboxMessage, OutboxStatus
 from intake.pipeline import SourceRef
-from outbound.delivery import DeliveryResult
+from outbound.delivery import DeliveryResult, RetryPolicy
 from scheduler.app import App, build_app
 from tests.conftest import MODERATORS, SettingsFactory
 from tests.mail import make_mail, parse
@@ -244,3 +244,18 @@ def test_an_untrusted_certificate_is_never_accepted(
         assert app.deliverer.flush(clock.now())[DeliveryResult.RETRY] == 3
         assert server.received == []
         assert all("certificate" in r.last_error.lower() for r in rows(app))
+
+
+def test_retries_wait_twice_as_long_each_time_up_to_the_ceiling() -> None:
+    retry = RetryPolicy(
+        max_attempts=50, first_delay=timedelta(minutes=1), max_delay=timedelta(hours=6)
+    )
+    waits = [retry.delay_after(attempts) for attempts in (1, 2, 3, 9, 10, 49)]
+    assert waits == [
+        timedelta(minutes=1),
+        timedelta(minutes=2),
+        timedelta(minutes=4),
+        timedelta(minutes=256),
+        timedelta(hours=6),  # 512 minutes would pass the ceiling
+        timedelta(hours=6),  # and never overflows, however many attempts
+    ]

@@ -10,14 +10,22 @@ import pytest
 from sqlalchemy import func, select
 
 from casework.models import Case, InboundMessage, OutboxMessage, QuarantineEntry
+from intake.bounds import Limits
 from intake.classify import ClassifyContext, classify
-from intake.parse import parse_message
+from intake.parse import ParsedMessage, parse_message
 from intake.pipeline import Outcome, SourceRef
 from scheduler.app import App
 from tests.conftest import CORPUS
 
 NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 CONTEXT = ClassifyContext("mentor4u@ecareermentor.in", "ecareermentor.in")
+LIMITS = Limits()
+
+
+def parsed(raw: bytes, max_bytes: int = LIMITS.max_message_bytes) -> ParsedMessage:
+    return parse_message(raw, max_bytes=max_bytes, max_attachment_bytes=LIMITS.max_attachment_bytes)
+
+
 BOUNCES = CORPUS / "bounces"
 NOT_MESSAGES = {"LICENSE", "LICENSE.txt", "NOTICE.txt", "README.md", "SHA256SUMS"}
 
@@ -40,7 +48,7 @@ CRLF = sorted((BOUNCES / "sisimai-crlf").glob("*.eml"))
 
 
 def _classify(path: Path) -> tuple[str, str]:
-    found = classify(parse_message(path.read_bytes(), max_bytes=25 * 1024 * 1024), CONTEXT)
+    found = classify(parsed(path.read_bytes()), CONTEXT)
     return found.verdict.value, found.rule
 
 
@@ -67,7 +75,7 @@ def test_crlf_twins_classify_like_their_lf_originals(path: Path) -> None:
     """The twin, its own LF rendering and the same-named LF file all get the same verdict."""
     twin = _classify(path)
     lf = classify(
-        parse_message(path.read_bytes().replace(b"\r\n", b"\n"), max_bytes=25 * 1024 * 1024),
+        parsed(path.read_bytes().replace(b"\r\n", b"\n")),
         CONTEXT,
     )
     assert (lf.verdict.value, lf.rule) == twin
@@ -130,7 +138,7 @@ def test_every_corpus_file_goes_through_the_pipeline_without_a_crash(sqlite_app:
 def test_reports_that_mention_delivery_or_absence_stay_human(subject: str, body: str) -> None:
     from tests.mail import make_mail
 
-    message = parse_message(make_mail(subject=subject, body=body), max_bytes=1_000_000)
+    message = parsed(make_mail(subject=subject, body=body), 1_000_000)
     assert classify(message, CONTEXT).verdict.value == "human"
 
 
@@ -175,7 +183,7 @@ def test_each_named_rule_records_its_name(
     from tests.mail import make_mail
 
     raw = make_mail(headers=headers, **fields)  # type: ignore[arg-type]
-    verdict = classify(parse_message(raw, max_bytes=1_000_000), CONTEXT)
+    verdict = classify(parsed(raw, 1_000_000), CONTEXT)
     assert verdict.rule == rule
     assert verdict.automated
 
@@ -184,4 +192,4 @@ def test_auto_submitted_no_is_a_person() -> None:
     from tests.mail import make_mail
 
     raw = make_mail(headers={"Auto-Submitted": "no"})
-    assert not classify(parse_message(raw, max_bytes=1_000_000), CONTEXT).automated
+    assert not classify(parsed(raw, 1_000_000), CONTEXT).automated
