@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +13,25 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from casework.models import Party
+
+# Every email the desk sends names the desk in this header; seeing it come in means a loop.
+LOOP_HEADER = "X-SafetyDesk-Loop"
+
+
+def make_message_id(domain: str) -> str:
+    """A Message-ID of the form only the desk writes: 32 hex digits at the desk's domain."""
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def is_our_message_id(value: str | None, domain: str) -> bool:
+    """True for a Message-ID that `make_message_id` could have written for `domain`."""
+    if not value:
+        return False
+    found = _OUR_MESSAGE_ID.fullmatch(value.strip().lower())
+    return found is not None and found.group(1) == domain.lower()
+
+
+_OUR_MESSAGE_ID = re.compile(r"<[0-9a-f]{32}@([^<>@\s]+)>")
 
 
 class AutoSubmitted(StrEnum):

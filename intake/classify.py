@@ -7,11 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from casework.notices import LOOP_HEADER, is_our_message_id
 from intake.parse import ParsedMessage
-
-LOOP_HEADER = "X-SafetyDesk-Loop"
-# outbound.outbox.make_message_id: 32 hex digits at our domain; nobody else writes these.
-_OUR_ID = r"<[0-9a-f]{32}@{domain}>"
 
 
 class Verdict(StrEnum):
@@ -41,10 +38,7 @@ class ClassifyContext:
     desk_domain: str
 
     def is_our_message_id(self, value: str | None) -> bool:
-        if not value:
-            return False
-        pattern = _OUR_ID.replace("{domain}", re.escape(self.desk_domain.lower()))
-        return re.fullmatch(pattern, value.strip().lower()) is not None
+        return is_our_message_id(value, self.desk_domain)
 
 
 Rule = Callable[[ParsedMessage, ClassifyContext], Classification | None]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.utils
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
@@ -13,14 +12,19 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from casework.models import OutboxMessage, OutboxStatus
-from casework.notices import AutoSubmitted, Notice, check_elements
+from casework.notices import (
+    LOOP_HEADER,
+    AutoSubmitted,
+    Notice,
+    check_elements,
+    make_message_id,
+)
 from casework.settings import DeskSettings
 from casework.tokens import ReplyToken, reply_address
 from outbound import mime
 from outbound.headers import check_address, header_text, verify_composed
 from outbound.render import RenderedEmail, Renderer
 
-LOOP_HEADER = "X-SafetyDesk-Loop"
 # A queued message is not read back in the transaction that writes it: a plain INSERT will do.
 _INSERT = insert(cast(Table, OutboxMessage.__table__))
 # A thread header carries message ids only: printable ASCII, no spaces, nothing to decode.
@@ -133,7 +137,3 @@ class Outbox:
         rendered = self._renderer.render(notice.template, context)
         self._last = (notice.template, notice.context, now, rendered)
         return rendered
-
-
-def make_message_id(domain: str) -> str:
-    return f"<{uuid.uuid4().hex}@{domain}>"

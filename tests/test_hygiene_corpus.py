@@ -10,12 +10,14 @@ import pytest
 from sqlalchemy import func, select
 
 from casework.models import Case, InboundMessage, OutboxMessage, QuarantineEntry
+from casework.notices import is_our_message_id, make_message_id
 from intake.bounds import Limits
 from intake.classify import ClassifyContext, classify
 from intake.parse import ParsedMessage, parse_message
 from intake.pipeline import Outcome, SourceRef
 from scheduler.app import App
 from tests.conftest import CORPUS
+from tests.mail import make_mail
 
 NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 CONTEXT = ClassifyContext("mentor4u@ecareermentor.in", "ecareermentor.in")
@@ -192,4 +194,17 @@ def test_auto_submitted_no_is_a_person() -> None:
     from tests.mail import make_mail
 
     raw = make_mail(headers={"Auto-Submitted": "no"})
+    assert not classify(parsed(raw, 1_000_000), CONTEXT).automated
+
+
+def test_only_message_ids_our_outbox_writes_for_our_domain_are_ours() -> None:
+    ours = make_message_id("ecareermentor.in")
+    assert is_our_message_id(ours, "ecareermentor.in")
+    assert is_our_message_id(f"  {ours.upper()} ", "ECareerMentor.in")
+    assert not is_our_message_id(ours, "example.com")
+    assert not is_our_message_id(ours.replace("@", "@mail."), "ecareermentor.in")
+    assert not is_our_message_id("<0123@ecareermentor.in>", "ecareermentor.in")
+    assert not is_our_message_id(None, "ecareermentor.in")
+    # A stranger's 32-hex id at their own domain is theirs: a person, not a loop.
+    raw = make_mail(message_id=make_message_id("gmail.com"))
     assert not classify(parsed(raw, 1_000_000), CONTEXT).automated

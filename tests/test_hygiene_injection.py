@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from casework.clock import FixedClock
 from casework.models import OutboxMessage, Party
-from casework.notices import Notice
+from casework.notices import Notice, make_message_id
 from casework.settings import DeskSettings
 from intake.pipeline import SourceRef
 from outbound.headers import UnsafeHeader, header_text
-from outbound.outbox import Outbox, make_message_id
+from outbound.outbox import Outbox
 from outbound.render import Renderer
 from scheduler.app import App
 
