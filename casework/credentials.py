@@ -1,4 +1,4 @@
-"""OAuth 2.0 access tokens for the desk's mail logins, fetched from an operator's command."""
+"""How the desk reaches its mail servers: TLS, login method, OAuth 2.0 tokens from a command."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ _TOKEN_CHARACTERS = frozenset(
 )
 _MAX_TOKEN = 16 * 1024
 _MAX_DETAIL = 200
+
+
+class Tls(StrEnum):
+    """How a mail connection is secured; "none" is only ever allowed to a loopback host."""
+
+    SSL = "ssl"  # implicit TLS from the first byte
+    STARTTLS = "starttls"  # upgraded before login; never continues in plain text
+    NONE = "none"
 
 
 class LoginMethod(StrEnum):

@@ -15,6 +15,7 @@ from imapclient import exceptions as imap_exceptions
 
 from casework.credentials import (
     LoginMethod,
+    Tls,
     TokenCommand,
     TokenError,
     bearer_abort,
@@ -57,7 +58,7 @@ class FolderState:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to connect; `tls` is "ssl", "starttls" or "none".
+    """Where and how to connect, and how the connection is secured (`tls`).
 
     Certificates are checked against the system's trust store, or `ca_file` when given. With an
     OAuth 2.0 `method`, `token` gives the access token at each login and `password` is unused.
@@ -65,7 +66,7 @@ class Endpoint:
 
     host: str
     port: int
-    tls: str
+    tls: Tls
     username: str
     password: str
     timeout: float
@@ -320,12 +321,12 @@ def connect(endpoint: Endpoint, *, ssl_context: ssl.SSLContext | None = None) ->
         client = imapclient.IMAPClient(
             endpoint.host,
             port=endpoint.port,
-            ssl=endpoint.tls == "ssl",
-            ssl_context=context if endpoint.tls == "ssl" else None,
+            ssl=endpoint.tls is Tls.SSL,
+            ssl_context=context if endpoint.tls is Tls.SSL else None,
             timeout=endpoint.timeout,
         )
     try:
-        if endpoint.tls == "starttls":
+        if endpoint.tls is Tls.STARTTLS:
             with translated(f"STARTTLS with {where}"):
                 if b"STARTTLS" not in {c.upper() for c in client.capabilities()}:
                     raise ImapTlsError(

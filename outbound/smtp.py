@@ -13,6 +13,7 @@ import aiosmtplib
 
 from casework.credentials import (
     LoginMethod,
+    Tls,
     TokenCommand,
     TokenError,
     bearer_abort,
@@ -38,7 +39,7 @@ class SmtpTransport:
 
     host: str
     port: int
-    tls: str
+    tls: Tls
     username: str = ""
     password: str = ""
     timeout: float = 30.0
@@ -143,8 +144,8 @@ class SmtpLink:
         client = aiosmtplib.SMTP(
             hostname=transport.host,
             port=transport.port,
-            use_tls=transport.tls == "ssl",
-            start_tls=transport.tls == "starttls",
+            use_tls=transport.tls is Tls.SSL,
+            start_tls=transport.tls is Tls.STARTTLS,
             timeout=transport.timeout,
             cert_bundle=transport.ca_file,
         )

@@ -86,7 +86,7 @@ def smtp_transport(smtp: SmtpSettings) -> SmtpTransport:
     return SmtpTransport(
         host=smtp.host,
         port=smtp.port,
-        tls=smtp.tls.value,
+        tls=smtp.tls,
         username=smtp.username,
         password=smtp.password,
         timeout=timeout,

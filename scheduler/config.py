@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from casework.credentials import LoginMethod
+from casework.credentials import LoginMethod, Tls
 from casework.durations import Duration, DurationError
 from casework.settings import DeskSettings, ModeratorSettings, PolicySettings, Step
 from casework.suppressions import SuppressionPolicy
@@ -24,12 +24,6 @@ _LIMITS, _CAPS, _SUPPRESSION = Limits(), CapPolicy(), SuppressionPolicy()
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and what is wrong."""
-
-
-class Tls(StrEnum):
-    SSL = "ssl"
-    STARTTLS = "starttls"
-    NONE = "none"
 
 
 class IntakeSource(StrEnum):

@@ -31,7 +31,7 @@ def imap_options(settings: Settings) -> ImapOptions:
         endpoint=Endpoint(
             host=imap.host,
             port=imap.port,
-            tls=imap.tls.value,
+            tls=imap.tls,
             username=imap.username,
             password=imap.password,
             timeout=timeout,

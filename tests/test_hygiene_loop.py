@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from casework.clock import FixedClock
+from casework.credentials import Tls
 from casework.models import OutboxMessage, OutboxStatus
 from intake.pipeline import SourceRef
 from outbound.smtp import SmtpTransport
@@ -76,7 +77,7 @@ def desk(
         },
     )
     app = build_app(
-        settings, migrate=True, transport=SmtpTransport(host="127.0.0.1", port=port, tls="none")
+        settings, migrate=True, transport=SmtpTransport(host="127.0.0.1", port=port, tls=Tls.NONE)
     )
     yield app
     app.engine.dispose()

@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from casework.clock import FixedClock
+from casework.credentials import Tls
 from casework.models import OutboxMessage, OutboxStatus
 from intake.pipeline import SourceRef
 from outbound.delivery import DeliveryResult, SendError
@@ -136,7 +137,7 @@ def test_a_connection_the_server_closed_is_reopened_and_nothing_is_lost() -> Non
     first.start()
     restarted = Controller(server, hostname="127.0.0.1", port=port)
     try:
-        transport = SmtpTransport(host="127.0.0.1", port=port, tls="none", timeout=5)
+        transport = SmtpTransport(host="127.0.0.1", port=port, tls=Tls.NONE, timeout=5)
         with transport.connect() as link:
             link.send("desk@example.in", "a@example.com", b"Subject: one\r\n\r\nx\r\n", "k1")
             # The server restarts (as after its idle timeout): the open connection is gone.
@@ -302,7 +303,7 @@ def test_a_server_without_the_mechanism_is_named_and_no_token_is_fetched(tmp_pat
         transport = SmtpTransport(
             host="127.0.0.1",
             port=port,
-            tls="none",
+            tls=Tls.NONE,
             username="desk",
             method=LoginMethod.OAUTHBEARER,
             token=TokenCommand(command, 5),
