@@ -143,19 +143,54 @@ def test_new_mail_becomes_cases_and_is_moved(
     assert count(app, InboundMessage) == 3
 
 
+class CommandCounter:
+    """Connects as the intake does, and records the UIDs of every FETCH, MOVE and STORE sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, int]] = []
+
+    def connect(self, endpoint: Endpoint) -> ImapConnection:
+        connection = connect(endpoint)
+        client = connection._client
+        for name in ("fetch", "move", "add_flags"):
+            setattr(client, name, self._recorded(name, getattr(client, name)))
+        return connection
+
+    def _recorded(self, name: str, send: Callable[..., Any]) -> Callable[..., Any]:
+        def recorded(uids: Sequence[int], *rest: Any, **options: Any) -> Any:
+            self.commands.append((name, len(uids)))
+            return send(uids, *rest, **options)
+
+        return recorded
+
+    def sizes(self, name: str) -> list[int]:
+        return [size for command, size in self.commands if command == name]
+
+
 def test_batches_cover_every_message_once(
     imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
 ) -> None:
     app = imap_app(batch_size=7)
     imap_server.deliver(*mails(30))
+    counter = CommandCounter()
+    intake = ImapIntake(
+        imap_options(app.settings), app.pipeline, app.sessions, connector=counter.connect
+    )
 
-    results = app.poll(clock.now())
+    results = intake.run_pass(clock.now).results
+    intake.close()
 
     assert len(results) == 30
     assert count(app, InboundMessage) == 30
     assert count(app, Case) == 30
     assert imap_server.uids("INBOX") == []
     assert len(imap_server.uids(PROCESSED)) == 30
+    # No round trip per message: per batch of 7, one FETCH of sizes, one of the bodies, and
+    # one MOVE (or, without MOVE, one COPY and one STORE of \Deleted).
+    batches = [7, 7, 7, 7, 2]
+    assert counter.sizes("fetch") == [n for n in batches for _ in range(2)]
+    moved = counter.sizes("move") or counter.sizes("add_flags")
+    assert moved == batches
 
 
 def test_flag_mode_leaves_mail_in_place_marked_seen(
@@ -360,6 +395,136 @@ def _is_idling(intake: ImapIntake) -> bool:
 
 
 # --- failures --------------------------------------------------------------------------------
+
+
+class Serving:
+    """`serve()` in a thread whose waits are recorded and cut short: time is the test's."""
+
+    def __init__(self, intake: ImapIntake, clock: FixedClock, poll_seconds: float) -> None:
+        self.waits: list[float] = []
+        self._poll = poll_seconds
+        self._stop = threading.Event()
+        backoff = Backoff(1.0, 8.0, uniform=lambda low, high: high)
+        self._thread = threading.Thread(
+            target=intake.serve,
+            args=(clock.now, self._stop.is_set, self._wait),
+            kwargs={"backoff": backoff},
+        )
+
+    def _wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self._stop.wait(0.02)
+
+    @property
+    def backoffs(self) -> list[float]:
+        """The delays waited after a failure (every other wait is the poll interval)."""
+        return [w for w in self.waits if w != self._poll]
+
+    def __enter__(self) -> Serving:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive()
+
+
+def test_serving_reconnects_after_the_server_goes_away(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(idle=False)
+    imap_server.deliver(*mails(2))
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions)
+    with Serving(intake, clock, poll_seconds=30) as serving:
+        wait_until(lambda: count(app, InboundMessage) == 2, 10)
+        wait_until(lambda: imap_server.uids("INBOX") == [], 10)  # and moved
+        imap_server.stop()
+        wait_until(lambda: len(serving.backoffs) >= 3, 10)  # 1 s, 2 s, 4 s ... while it is down
+        imap_server.start()
+        imap_server.deliver(*mails(1, tag="after"))
+        wait_until(lambda: count(app, InboundMessage) == 3, 15)
+    assert serving.backoffs[:3] == [1.0, 2.0, 4.0]
+    wait_until(lambda: len(imap_server.uids(PROCESSED)) == 3, 10)
+    assert count(app, Case) == 3
+
+
+def test_serving_waits_out_refused_logins_and_records_the_recovery(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(idle=False, login_alert_after=2)
+    imap_server.deliver(*mails(1))
+    refusals = 3
+
+    def connector(endpoint: Endpoint) -> ImapConnection:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            return connect(replace(endpoint, password="not the password"))
+        return connect(endpoint)
+
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions, connector=connector)
+    with Serving(intake, clock, poll_seconds=30) as serving:
+        wait_until(lambda: count(app, InboundMessage) == 1, 15)
+    assert serving.backoffs[:3] == [1.0, 2.0, 4.0]
+    with app.sessions() as session:
+        kinds = list(session.scalars(select(AuditEvent.kind).order_by(AuditEvent.id)))
+    assert kinds.count(LOGIN_FAILING) == 1  # said once, at the second refusal in a row
+    assert LOGIN_RECOVERED in kinds
+    assert intake.login_failures == 0
+
+
+def test_serving_waits_out_a_database_outage_and_loses_nothing(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(idle=False)
+    imap_server.deliver(*mails(4))
+    outage = OutagePipeline(app, at=2)
+    intake = ImapIntake(imap_options(app.settings), outage, app.sessions)
+    with Serving(intake, clock, poll_seconds=30) as serving:
+        wait_until(lambda: count(app, InboundMessage) == 4, 15)
+        wait_until(lambda: imap_server.uids("INBOX") == [], 10)
+    assert serving.backoffs[:1] == [1.0]
+    assert count(app, InboundMessage) == 4
+    assert count(app, Case) == 4
+    assert len(imap_server.uids(PROCESSED)) == 4
+
+
+class BrokenOnce:
+    """Connects as the intake does; the first connection's SELECT fails with a bug."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def connect(self, endpoint: Endpoint) -> ImapConnection:
+        connection = connect(endpoint)
+        if not self.broken:
+            self.broken = True
+
+            def select(*_args: Any, **_kwargs: Any) -> Any:
+                raise ValueError("a bug in the intake")
+
+            connection.select = select  # type: ignore[method-assign]
+        return connection
+
+
+def test_serving_outlives_a_bug_in_one_pass(
+    imap_server: ImapServer,
+    imap_app: Callable[..., App],
+    clock: FixedClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = imap_app(idle=False)
+    imap_server.deliver(*mails(2))
+    broken = BrokenOnce()
+    intake = ImapIntake(
+        imap_options(app.settings), app.pipeline, app.sessions, connector=broken.connect
+    )
+    with Serving(intake, clock, poll_seconds=30) as serving:
+        wait_until(lambda: count(app, InboundMessage) == 2, 15)
+    assert serving.backoffs[:1] == [1.0]
+    assert "IMAP intake pass failed" in caplog.text and "a bug in the intake" in caplog.text
+    assert imap_server.uids("INBOX") == []
 
 
 def test_server_restart_mid_batch_loses_and_duplicates_nothing(
