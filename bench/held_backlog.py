@@ -49,6 +49,8 @@ def main() -> None:
     for label, at in (
         ("first flush (holds them)", now),
         ("next flush", now + timedelta(minutes=1)),
+        ("flush once the hour is up (5 go, the rest are held again)", now + timedelta(hours=2)),
+        ("next flush", now + timedelta(hours=2, minutes=1)),
     ):
         start = time.perf_counter()
         app.deliverer.flush(at)

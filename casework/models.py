@@ -551,6 +551,7 @@ class OutboxHold(Base):
     """One period during which an outbox message was held back, and why."""
 
     __tablename__ = "outbox_holds"
+    __table_args__ = (Index("ix_outbox_holds_open", "released_at", "recheck_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
@@ -558,3 +559,5 @@ class OutboxHold(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     held_at: Mapped[datetime]
     released_at: Mapped[datetime | None]
+    # The earliest moment the hold could end by itself; the message is not looked at before.
+    recheck_at: Mapped[datetime | None]

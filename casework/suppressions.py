@@ -11,7 +11,14 @@ from sqlalchemy.orm import Session
 
 from casework.audit import SYSTEM, record_event
 from casework.durations import Duration
-from casework.models import Bounce, BounceKind, InboundMessage, OutboxMessage, Suppression
+from casework.models import (
+    Bounce,
+    BounceKind,
+    InboundMessage,
+    OutboxHold,
+    OutboxMessage,
+    Suppression,
+)
 from casework.tokens import read_token
 
 log = logging.getLogger(__name__)
@@ -185,6 +192,7 @@ def suppress_if_due(
         until=policy.period.after(now),
     )
     session.add(suppression)
+    look_again_at_held_mail(session, address, now)  # held by a cap until now: say suppressed
     record_event(
         session,
         now,
@@ -239,7 +247,21 @@ def clear_suppression(session: Session, address: str, now: datetime, *, actor: s
         row.cleared_by = actor
         cleared += 1
         record_event(session, now, "address.unsuppressed", actor=actor, address=row.address)
+    if cleared:  # its held mail may go at the next delivery run, not when the suppression ends
+        look_again_at_held_mail(session, address, now)
     return cleared
+
+
+def look_again_at_held_mail(session: Session, address: str, now: datetime) -> None:
+    """Have the next delivery run look at the mail held for `address` again: its reason to
+    wait (a cap, a suppression) has just changed, before the time the holds were given."""
+    holds = select(OutboxHold).join(OutboxMessage, OutboxMessage.id == OutboxHold.outbox_id)
+    for hold in session.scalars(
+        holds.where(OutboxMessage.recipient == address.strip().lower()).where(
+            OutboxHold.released_at.is_(None)
+        )
+    ):
+        hold.recheck_at = now
 
 
 def record_complaint(

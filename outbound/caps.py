@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from casework.audit import record_event
+from casework.clock import as_utc
 from casework.models import HoldKind, OutboxHold, OutboxMessage, OutboxStatus
 from casework.suppressions import active_suppression
 
@@ -39,8 +40,13 @@ class CapPolicy:
 
 @dataclass(frozen=True)
 class Hold:
+    """Why a message waits, and the earliest moment that could change by itself (`until`):
+    the end of a suppression, or when the oldest message counted against the cap leaves its
+    window. Held mail is not looked at again before then."""
+
     kind: HoldKind
     reason: str
+    until: datetime
 
 
 @dataclass
@@ -49,11 +55,12 @@ class Tally:
 
     Each address's suppression and sent count is read once per claim, and the global count
     once, then kept up to date as rows are claimed: a claim of N rows costs queries per
-    address, not per row. (Held rows are still read by every claim, to be looked at again.)
+    address, not per row.
     """
 
     holds: dict[str, Hold] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)  # per address, and _GLOBAL
+    oldest: dict[str, datetime] = field(default_factory=dict)  # of the counted, when read
 
 
 @dataclass(frozen=True)
@@ -80,26 +87,30 @@ class DeliveryGate:
                     HoldKind.SUPPRESSED,
                     f"{recipient} is suppressed until {suppression.until.isoformat()} "
                     f"({suppression.reason})",
+                    suppression.until,
                 )
                 return tally.holds[recipient]
-            tally.sent[recipient] = _count_sent(session, now - window, recipient) if cap > 0 else 0
+            tally.sent[recipient] = 0
+            if cap > 0:
+                _count_sent(tally, recipient, session, now - window, recipient)
         sent = tally.sent[recipient]
         if cap > 0 and sent >= cap:
             tally.holds[recipient] = Hold(
                 HoldKind.ADDRESS_CAP,
                 f"{sent} messages to {recipient} in the last {window} (cap {cap})",
+                tally.oldest.get(recipient, now) + window,
             )
             return tally.holds[recipient]
         cap = 0 if moderator else self.policy.global_cap_per_hour
         if cap > 0:
             if _GLOBAL not in tally.sent:
-                tally.sent[_GLOBAL] = _count_sent(
-                    session, now - _HOUR, None, exclude=self.policy.exempt
-                )
+                _count_sent(tally, _GLOBAL, session, now - _HOUR, None, self.policy.exempt)
             sent = tally.sent[_GLOBAL]
             if sent >= cap:
                 tally.holds[_GLOBAL] = Hold(
-                    HoldKind.GLOBAL_CAP, f"{sent} automatic messages in the last hour (cap {cap})"
+                    HoldKind.GLOBAL_CAP,
+                    f"{sent} automatic messages in the last hour (cap {cap})",
+                    tally.oldest.get(_GLOBAL, now) + _HOUR,
                 )
                 return tally.holds[_GLOBAL]
         return None
@@ -125,10 +136,19 @@ class DeliveryGate:
         row.status = OutboxStatus.HELD
         row.claimed_at = None
         if current is not None and current.kind is hold.kind:
+            current.recheck_at = hold.until
             return False
         if current is not None:
             current.released_at = now
-        session.add(OutboxHold(outbox_id=row.id, kind=hold.kind, reason=hold.reason, held_at=now))
+        session.add(
+            OutboxHold(
+                outbox_id=row.id,
+                kind=hold.kind,
+                reason=hold.reason,
+                held_at=now,
+                recheck_at=hold.until,
+            )
+        )
         row.last_error = f"held: {hold.reason}"[:2000]
         record_event(
             session,
@@ -177,23 +197,29 @@ def open_holds(session: Session, outbox_ids: list[int]) -> dict[int, OutboxHold]
     return found
 
 
-def held_by_gate() -> object:
-    """The condition for outbox rows the gate holds (and may release by itself)."""
+def held_by_gate(now: datetime) -> object:
+    """The condition for outbox rows the gate holds and may release by itself at `now`: those
+    whose hold could have ended by then. The rest of a backlog costs a claim nothing."""
     return OutboxMessage.id.in_(
-        select(OutboxHold.outbox_id).where(OutboxHold.released_at.is_(None))
+        select(OutboxHold.outbox_id)
+        .where(OutboxHold.released_at.is_(None))
+        .where(or_(OutboxHold.recheck_at.is_(None), OutboxHold.recheck_at <= now))
     )
 
 
 def _count_sent(
+    tally: Tally,
+    key: str,
     session: Session,
     since: datetime,
     recipient: str | None,
-    *,
     exclude: frozenset[str] = frozenset(),
-) -> int:
-    """Messages sent, or being sent, since `since` (to `recipient`, or to anyone not excluded)."""
+) -> None:
+    """Count into `tally` the messages sent, or being sent, since `since` (to `recipient`, or
+    to anyone not excluded), and note when the oldest of them went."""
+    went = func.coalesce(OutboxMessage.sent_at, OutboxMessage.claimed_at)
     query = (
-        select(func.count())
+        select(func.count(), func.min(went))
         .select_from(OutboxMessage)
         .where(
             or_(
@@ -207,7 +233,10 @@ def _count_sent(
         query = query.where(OutboxMessage.recipient == recipient)
     if exclude:
         query = query.where(OutboxMessage.recipient.not_in(sorted(exclude)))
-    return int(session.scalar(query) or 0)
+    count, oldest = session.execute(query).one()
+    tally.sent[key] = int(count or 0)
+    if oldest is not None:
+        tally.oldest[key] = as_utc(oldest)
 
 
 def held_counts(session: Session) -> dict[str, int]:

@@ -130,8 +130,8 @@ class Deliverer:
             (OutboxMessage.status == OutboxStatus.SENDING)
             & (OutboxMessage.claimed_at <= now - self.lease),
         )
-        if self.gate is not None:  # held by a cap: looked at again, oldest first
-            due = or_(due, (OutboxMessage.status == OutboxStatus.HELD) & held_by_gate())
+        if self.gate is not None:  # held, and the hold may have ended: looked at again
+            due = or_(due, (OutboxMessage.status == OutboxStatus.HELD) & held_by_gate(now))
         claimed: list[OutboxMessage] = []
         after = 0
         tally = Tally()

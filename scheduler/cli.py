@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_retry.add_argument(
         "ids", nargs="*", type=int, metavar="ID", help="outbox ids (default: every dead message)"
     )
+    outbox_retry.add_argument(
+        "--held",
+        action="store_true",
+        help="also have the next delivery run look at all held mail again (after raising a cap)",
+    )
+    outbox_retry.add_argument("--now", type=_parse_now, metavar="ISO8601")
 
     quarantine = commands.add_parser("quarantine", help="mail that could not be processed")
     q_commands = quarantine.add_subparsers(
@@ -212,7 +218,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     args.json,
                     ["id", "case", "to", "template", "status", "attempts", "last_error"],
                 )
-            return _retry_outbox(app, args.ids)
+            return _retry_outbox(app, args.ids, _clock(args.now).now(), held=args.held)
         if args.command == "quarantine":
             return _quarantine(app, session, args)
     raise AssertionError(f"unhandled command {args.command}")
@@ -264,13 +270,26 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     return status
 
 
-def _retry_outbox(app: App, ids: list[int]) -> int:
-    from sqlalchemy import select
+def _retry_outbox(app: App, ids: list[int], now: datetime, *, held: bool) -> int:
+    """Queue dead or held mail again; with `held`, have the gate look at all held mail again."""
+    from sqlalchemy import func, select, update
 
     from casework.db import transaction
+    from casework.models import OutboxHold
 
-    now = SystemClock().now()
     with transaction(app.sessions) as session:
+        if held:  # the gate decides again at the next run: nothing bypasses a cap
+            open_holds = OutboxHold.released_at.is_(None)
+            count = session.scalar(select(func.count()).select_from(OutboxHold).where(open_holds))
+            session.execute(
+                update(OutboxHold)
+                .where(open_holds)
+                .values(recheck_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            print(f"{count or 0} held message(s) to be looked at again")
+            if not ids:
+                return EX_OK
         query = select(OutboxMessage)
         query = (
             query.where(OutboxMessage.id.in_(ids))

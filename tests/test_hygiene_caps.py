@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from casework.clock import FixedClock
 from casework.models import (
@@ -21,6 +21,7 @@ from casework.models import (
 from intake.pipeline import SourceRef
 from scheduler.app import App, build_app
 from tests.conftest import MODERATORS, SettingsFactory
+from tests.hygiene_mail import make_dsn
 from tests.mail import make_mail
 
 SPAMMED = "victim@example.org"
@@ -157,18 +158,19 @@ def test_held_mail_takes_the_new_reason_when_its_hold_changes(
     for n in range(5):
         capped.pipeline.process(make_mail(SPAMMED, subject=f"r{n}"), SourceRef(), clock.now())
     capped.deliverer.flush(clock.now())
-    # The address then hard-bounces into suppression while two acknowledgements are held.
-    with capped.sessions.begin() as session:
-        session.add(
-            Suppression(
-                address=SPAMMED,
-                reason="3 hard bounces",
-                bounces=3,
-                since=clock.now(),
-                until=clock.now() + timedelta(days=30),
-            )
-        )
+    # The three that went hard-bounce, which suppresses the address, while two are held by
+    # the cap until the hour is up: the next run must look at them again now.
+    with capped.sessions() as session:
+        sent = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.SENT)
+            .where(OutboxMessage.recipient == SPAMMED)
+        ).all()
     clock.move_to(clock.now() + timedelta(minutes=5))
+    for ack in sent:
+        capped.pipeline.process(make_dsn(ack.raw, ack.recipient), SourceRef(), clock.now())
+    with capped.sessions() as session:
+        assert session.scalars(select(Suppression.address)).all() == [SPAMMED]
     capped.deliverer.flush(clock.now())
 
     with capped.sessions() as session:
@@ -180,3 +182,75 @@ def test_held_mail_takes_the_new_reason_when_its_hold_changes(
         (HoldKind.SUPPRESSED, True),
     ]
     assert statuses(capped, SPAMMED)[3:] == [OutboxStatus.HELD] * 2
+
+
+class LoadCounter:
+    """Counts the outbox rows the ORM reads while it is attached to `app`."""
+
+    def __init__(self, app: App) -> None:
+        self.loaded = 0
+        event.listen(OutboxMessage, "load", self._load)
+
+    def _load(self, *_args: object) -> None:
+        self.loaded += 1
+
+    def close(self) -> None:
+        event.remove(OutboxMessage, "load", self._load)
+
+
+def test_held_mail_is_not_read_again_before_its_hold_could_end(
+    capped: App, clock: FixedClock
+) -> None:
+    for n in range(5):
+        capped.pipeline.process(make_mail(SPAMMED, subject=f"r{n}"), SourceRef(), clock.now())
+    first_sent = clock.now()
+    capped.deliverer.flush(clock.now())
+    with capped.sessions() as session:
+        holds = session.scalars(select(OutboxHold)).all()
+    # The cap frees a place when the oldest of the three sent leaves the hour.
+    assert [h.recheck_at for h in holds] == [first_sent + timedelta(hours=1)] * 2
+
+    counter = LoadCounter(capped)
+    try:
+        for minutes in (1, 15, 59):
+            capped.deliverer.flush(first_sent + timedelta(minutes=minutes))
+        assert counter.loaded == 0  # a claim does not even read them
+        clock.move_to(first_sent + timedelta(hours=1, seconds=1))
+        capped.deliverer.flush(clock.now())
+        assert counter.loaded == 2
+    finally:
+        counter.close()
+    assert statuses(capped, SPAMMED) == [OutboxStatus.SENT] * 5
+
+
+def test_the_global_cap_and_a_suppression_say_when_their_mail_may_go(
+    capped: App, clock: FixedClock
+) -> None:
+    start = clock.now()
+    for n in range(8):  # six acknowledgements go within the hour: the global cap is 6
+        clock.move_to(start + timedelta(minutes=n))
+        capped.pipeline.process(make_mail(f"student{n}@example.com"), SourceRef(), clock.now())
+        capped.deliverer.flush(clock.now())
+    with capped.sessions() as session:
+        holds = session.scalars(select(OutboxHold).order_by(OutboxHold.id)).all()
+    assert [h.kind for h in holds] == [HoldKind.GLOBAL_CAP] * 2
+    assert [h.recheck_at for h in holds] == [start + timedelta(hours=1)] * 2
+
+    later = start + timedelta(minutes=30)
+    with capped.sessions.begin() as session:
+        session.add(
+            Suppression(
+                address="student9@example.com",
+                reason="3 hard bounces",
+                bounces=3,
+                since=later,
+                until=later + timedelta(days=30),
+            )
+        )
+    clock.move_to(later)
+    capped.pipeline.process(make_mail("student9@example.com"), SourceRef(), clock.now())
+    capped.deliverer.flush(clock.now())
+    with capped.sessions() as session:
+        hold = session.scalars(select(OutboxHold).order_by(OutboxHold.id.desc())).first()
+    assert hold is not None and hold.kind is HoldKind.SUPPRESSED
+    assert hold.recheck_at == later + timedelta(days=30)

@@ -127,3 +127,33 @@ def test_check_reports_held_mail_and_suppressions(
     assert hygiene["ok"] is True
     assert "2 held (address-cap 2)" in hygiene["detail"]
     assert "0 suppressed" in hygiene["detail"]
+
+
+def test_outbox_retry_held_has_the_gate_look_again_after_a_cap_is_raised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, hygiene="per_address_cap = 1")
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    start = "2027-01-04T09:00:00Z"
+    for n in range(3):
+        (tmp_path / f"r{n}.eml").write_bytes(make_mail(subject=f"Report {n}"))
+        assert run(config, capsys, "ingest", str(tmp_path / f"r{n}.eml"), "--now", start)[0] == 0
+    assert run(config, capsys, "run", "--once", "--now", start)[0] == 0
+    code, out = run(config, capsys, "outbox", "list", "--status", "held", "--json")
+    assert len(json.loads(out)) == 2
+
+    # The operator raises the cap; held mail would wait out the hour without being told.
+    text = config.read_text().replace("per_address_cap = 1", "per_address_cap = 10")
+    config.write_text(text)
+    soon = "2027-01-04T09:05:00Z"
+    assert run(config, capsys, "run", "--once", "--now", soon)[0] == 0
+    assert (
+        len(json.loads(run(config, capsys, "outbox", "list", "--status", "held", "--json")[1])) == 2
+    )
+    code, out = run(config, capsys, "outbox", "retry", "--held", "--now", soon)
+    assert (code, out.strip()) == (0, "2 held message(s) to be looked at again")
+    assert run(config, capsys, "run", "--once", "--now", soon)[0] == 0
+    code, out = run(config, capsys, "outbox", "list", "--status", "held", "--json")
+    assert json.loads(out) == []
+    sent = json.loads(run(config, capsys, "outbox", "list", "--status", "sent", "--json")[1])
+    assert sum(1 for row in sent if row["to"] == "priya.student@example.com") == 3
