@@ -235,9 +235,11 @@ class ImapIntake:
         clock = self._monotonic
         started = clock()
         raws, present, refused = self._fetch(connection, todo)
-        with transaction(self._sessions) as session:
-            digests = {uid: sha256_of(raw) for uid, raw in raws.items()}
-            carried = quarantined_before(session, key, folder.uidvalidity, digests)
+        carried: set[int] = set()
+        if raws:
+            with transaction(self._sessions) as session:
+                digests = {uid: sha256_of(raw) for uid, raw in raws.items()}
+                carried = quarantined_before(session, key, folder.uidvalidity, digests)
         quarantined |= carried
         report.skipped_known += len(carried)
         report.fetch_seconds += clock() - started

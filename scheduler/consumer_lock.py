@@ -126,8 +126,9 @@ class LockWatch:
     """Asks `lock` whether it is still held, at most once every `every` seconds.
 
     The mailbox thread consults it between messages: a worker whose lock went with its
-    database connection stops reading before a standby that took the lock over reads the
-    same messages (the window is at most `every` seconds and one message).
+    database connection stops reading within `every` seconds and one message. A message that
+    it and a standby which took the lock over both read in that time is recorded once: the
+    database refuses a second record of the same mailbox UID.
     """
 
     lock: ConsumerLock
