@@ -23,6 +23,7 @@ from scheduler.cli_enforcement import add_parsers as add_enforcement_parsers
 from scheduler.cli_enforcement import dispatch as dispatch_enforcement
 from scheduler.config import ConfigError, Settings, load_settings
 from scheduler.hygiene import add_suppressions_parser, replay_outcome, run_suppressions
+from scheduler.tables import cell, emit_rows
 from scheduler.views import list_cases, list_outbox, list_quarantine, quarantine_row, show_case
 
 EX_OK = 0
@@ -196,7 +197,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "cases":
             if args.cases_command == "list":
                 rows = list_cases(session, args.status)
-                return _emit(
+                return emit_rows(
                     rows,
                     args.json,
                     [
@@ -213,7 +214,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return _emit_case(show_case(session, args.ref), args.json)
         if args.command == "outbox":
             if args.outbox_command == "list":
-                return _emit(
+                return emit_rows(
                     list_outbox(session, args.status),
                     args.json,
                     ["id", "case", "to", "template", "status", "attempts", "last_error"],
@@ -308,7 +309,7 @@ def _retry_outbox(app: App, ids: list[int], now: datetime, *, held: bool) -> int
 
 def _quarantine(app: App, session: Any, args: argparse.Namespace) -> int:
     if args.quarantine_command == "list":
-        return _emit(
+        return emit_rows(
             list_quarantine(session),
             args.json,
             ["id", "received_at", "source", "size", "status", "reason"],
@@ -346,35 +347,6 @@ def _quarantine(app: App, session: Any, args: argparse.Namespace) -> int:
     return EX_OK if result.outcome is not Outcome.QUARANTINED else EX_FAILURE
 
 
-def _emit(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> int:
-    if as_json:
-        print(json.dumps(rows, indent=2, default=str))
-        return EX_OK
-    print_table(rows, columns)
-    return EX_OK
-
-
-def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max(len(column), *(len(r[i]) for r in cells)) for i, column in enumerate(columns)]
-    print(
-        "  ".join(
-            column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)
-        )
-    )
-    for row_cells in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row_cells, widths, strict=True)))
-
-
-def _cell(value: Any) -> str:
-    text = "-" if value is None or value == "" else str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _emit_case(case: dict[str, Any], as_json: bool) -> int:
     if as_json:
         print(json.dumps(case, indent=2, default=str))
@@ -392,14 +364,14 @@ def _emit_case(case: dict[str, Any], as_json: bool) -> int:
         "created_at",
         "title",
     ):
-        print(f"{key + ':':20}{_cell(case.get(key))}")
+        print(f"{key + ':':20}{cell(case.get(key))}")
     print("\nmessages:")
     for message in case["messages"]:
         arrow = "<-" if message["direction"] == "in" else "->"
         who = message["from"] if message["direction"] == "in" else message["to"]
         print(
             f"  {message['date']} {arrow} {who} [{message.get('party') or '-'}] "
-            f"{_cell(message['subject'])}"
+            f"{cell(message['subject'])}"
         )
     print("\nevents:")
     for event in case["events"]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from intake.pipeline import Outcome, Result
 from outbound.caps import CapPolicy
 from scheduler.check import CheckResult
 from scheduler.config import Settings
+from scheduler.tables import emit_rows
 
 
 def hygiene_limits(settings: Settings) -> Limits:
@@ -80,20 +80,15 @@ def suppression_row(row: Suppression) -> dict[str, Any]:
 
 def run_suppressions(sessions: Any, args: argparse.Namespace) -> int:
     """List or clear suppressions; exit 1 when there was nothing to clear."""
-    from scheduler.cli import print_table
-
-    now = SystemClock().now() if getattr(args, "now", None) is None else args.now
+    now = SystemClock().now() if args.now is None else args.now
     if args.suppressions_command == "list":
         session: Session
         with sessions() as session:
             rows = [
                 suppression_row(r) for r in list_suppressions(session, now, everything=args.all)
             ]
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            print_table(rows, ["address", "bounces", "since", "until", "cleared_at", "reason"])
-        return 0
+        columns = ["address", "bounces", "since", "until", "cleared_at", "reason"]
+        return emit_rows(rows, args.json, columns)
     with transaction(sessions) as session:
         cleared = clear_suppression(session, args.address, now, actor=args.by)
     if not cleared:
