@@ -96,10 +96,10 @@ def start_imap_consumer(
         standing_by = ""
         try:
             while not stop.is_set():
-                why = _take(lock)
+                why, level = _take(lock)
                 if why:
                     if why != standing_by:
-                        log.info("%s; standing by", why)
+                        log.log(level, "%s; standing by", why)
                     standing_by = why
                     if stop.wait(options.poll_seconds):
                         return
@@ -124,14 +124,15 @@ def start_imap_consumer(
     return thread
 
 
-def _take(lock: ConsumerLock) -> str:
-    """Take `lock`; empty when taken, else why this worker must stand by."""
+def _take(lock: ConsumerLock) -> tuple[str, int]:
+    """Take `lock`; empty when taken, else why this worker must stand by (and how loudly)."""
     try:
         if lock.acquire():
-            return ""
+            return "", logging.INFO
     except SQLAlchemyError as error:
-        return f"database unavailable, so {lock.key} is not read ({type(error).__name__})"
-    return f"another worker is reading {lock.key}"
+        why = f"database unavailable, so {lock.key} is not read ({type(error).__name__})"
+        return why, logging.WARNING
+    return f"another worker is reading {lock.key}", logging.INFO
 
 
 def _read_while_held(

@@ -176,6 +176,7 @@ def test_a_database_down_while_taking_the_lock_does_not_stop_the_worker(
     try:
         thread = consumers(pg_app, lock)
         wait_until(lambda: "database unavailable" in caplog.text, 10)
+        assert any(r.levelno == logging.WARNING and "not read" in r.message for r in caplog.records)
         assert thread.is_alive()
         assert inbound_count(pg_app) == 0
 
