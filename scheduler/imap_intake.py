@@ -146,12 +146,7 @@ def _read_while_held(
 ) -> bool:
     """Serve the mailbox until `stop`; False when the lock was lost on the way."""
     watch = LockWatch(lock, check_seconds, time.monotonic)
-    try:
-        intake = ImapIntake(options, pipeline, sessions)
-    except SQLAlchemyError as error:  # reading its login record needs the database
-        log.warning("database unavailable (%s); the IMAP intake waits", error)
-        stop.wait(options.poll_seconds)
-        return lock.still_held()
+    intake = ImapIntake(options, pipeline, sessions)
     intake.serve(clock.now, lambda: stop.is_set() or watch.is_lost(), stop.wait)
     return not watch.lost
 
