@@ -30,6 +30,7 @@ from intake.imap_client import (
 from intake.imap_cursor import (
     advance_cursor,
     already_handled,
+    held_from_earlier_uidvalidity,
     quarantined_before,
     read_cursor,
 )
@@ -190,6 +191,7 @@ class ImapIntake:
         key = self.options.mailbox_key
         with transaction(self._sessions) as session:
             cursor = read_cursor(session, key)
+            recognise = held_from_earlier_uidvalidity(session, key, folder.uidvalidity)
         if cursor.uidvalidity and cursor.uidvalidity != folder.uidvalidity:
             log.warning(
                 "%s: UIDVALIDITY changed from %d to %d; reading the whole folder again "
@@ -204,7 +206,8 @@ class ImapIntake:
         for start in range(0, len(uids), size):
             if should_stop():
                 break
-            self._batch(connection, folder, uids[start : start + size], now, should_stop, report)
+            batch = uids[start : start + size]
+            self._batch(connection, folder, batch, now, should_stop, report, recognise=recognise)
         if report.results:
             log.info(
                 "%s: %d messages handled (%d known already); fetch %.2fs, pipeline %.2fs, "
@@ -226,7 +229,11 @@ class ImapIntake:
         now: Callable[[], datetime],
         should_stop: Callable[[], bool],
         report: PassReport,
+        *,
+        recognise: bool,
     ) -> None:
+        """Fetch, process and settle one batch. With `recognise`, a fetched message still held
+        in quarantine from an earlier UIDVALIDITY is known by its bytes and not run again."""
         key = self.options.mailbox_key
         with transaction(self._sessions) as session:
             recorded, quarantined = already_handled(session, key, folder.uidvalidity, batch)
@@ -236,7 +243,7 @@ class ImapIntake:
         started = clock()
         raws, present, refused = self._fetch(connection, todo)
         carried: set[int] = set()
-        if raws:
+        if recognise and raws:
             with transaction(self._sessions) as session:
                 digests = {uid: sha256_of(raw) for uid, raw in raws.items()}
                 carried = quarantined_before(session, key, folder.uidvalidity, digests)

@@ -79,6 +79,18 @@ def already_handled(
     return {int(u) for u in recorded if u is not None}, quarantined - recorded
 
 
+def held_from_earlier_uidvalidity(session: Session, folder: str, uidvalidity: int) -> bool:
+    """Whether a message of `folder` quarantined under another UIDVALIDITY is still held (then,
+    and only then, fetched messages are worth recognising by content: `quarantined_before`)."""
+    earlier, current = f"{folder} uidvalidity=", f"{folder} uidvalidity={uidvalidity} "
+    sources = session.scalars(
+        select(QuarantineEntry.source)
+        .where(QuarantineEntry.status == QuarantineStatus.HELD)
+        .where(QuarantineEntry.source.startswith(earlier, autoescape=True))
+    )
+    return any(not source.startswith(current) for source in sources)
+
+
 def quarantined_before(
     session: Session, folder: str, uidvalidity: int, digests: Mapping[int, str]
 ) -> set[int]:

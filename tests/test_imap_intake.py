@@ -22,6 +22,7 @@ from casework.models import (
     MailboxCursor,
     OutboxMessage,
     QuarantineEntry,
+    QuarantineStatus,
 )
 from intake.imap import LOGIN_FAILING, LOGIN_RECOVERED, Backoff, ImapIntake
 from intake.imap_client import (
@@ -33,6 +34,7 @@ from intake.imap_client import (
     ImapTlsError,
     connect,
 )
+from intake.imap_cursor import held_from_earlier_uidvalidity
 from intake.parse import ParsedMessage
 from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
 from scheduler.app import App, build_app
@@ -730,6 +732,31 @@ def test_a_message_quarantined_in_place_is_not_quarantined_again_under_a_new_uid
     assert again.run_pass(clock.now).results == []
     again.close()
     assert count(app, QuarantineEntry) == 2
+
+
+def test_content_is_looked_at_only_when_an_earlier_uidvalidity_left_quarantine_held(
+    sqlite_app: App, clock: FixedClock
+) -> None:
+    folder = "imap://desk_1@host/IN%BOX"  # LIKE wildcards in the name match only themselves
+
+    def held(*sources: str, status: QuarantineStatus = QuarantineStatus.HELD) -> bool:
+        with sqlite_app.sessions.begin() as session:
+            session.query(QuarantineEntry).delete()
+            for source in sources:
+                session.add(
+                    QuarantineEntry(
+                        received_at=clock.now(), source=source, sha256="0" * 64, raw=b"",
+                        reason="test", status=status,
+                    )
+                )  # fmt: skip
+        with sqlite_app.sessions() as session:
+            return held_from_earlier_uidvalidity(session, folder, 7)
+
+    assert held() is False
+    assert held(f"{folder} uidvalidity=7 uid=1") is False  # this UIDVALIDITY: found by label
+    assert held("imap://desk11@host/INXBOX uidvalidity=6 uid=1") is False  # another folder
+    assert held(f"{folder} uidvalidity=6 uid=1", status=QuarantineStatus.REPLAYED) is False
+    assert held(f"{folder} uidvalidity=6 uid=1", f"{folder} uidvalidity=7 uid=2") is True
 
 
 def test_oversized_message_keeps_headers_and_start_and_is_acknowledged(
