@@ -31,16 +31,13 @@ class Desk:
         *,
         recipients: Iterable[str] | None = None,
     ) -> None:
-        """One email per moderator (or per given recipient), each on their own thread."""
-        for moderator in self.moderators.addresses if recipients is None else recipients:
-            self.notices.queue(
-                session,
-                Notice(
-                    template=template,
-                    recipient=moderator,
-                    party=Party.MODERATOR,
-                    case_id=case_id,
-                    context=context,
-                ),
-                now,
-            )
+        """One email per moderator (or per given recipient), each on their own thread; the
+        facts are the same for all of them."""
+        to = list(self.moderators.addresses if recipients is None else recipients)
+        if not to:
+            return
+        notice = Notice(
+            template=template, recipient=to[0], party=Party.MODERATOR, case_id=case_id,
+            context=context,
+        )  # fmt: skip
+        self.notices.queue_to_each(session, notice, to, now)

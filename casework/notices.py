@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -79,3 +79,9 @@ class NoticeSink(Protocol):
     """Queues a notice in the outbox inside the caller's transaction."""
 
     def queue(self, session: Session, notice: Notice, now: datetime) -> None: ...
+
+    def queue_to_each(
+        self, session: Session, notice: Notice, recipients: Sequence[str], now: datetime
+    ) -> None:
+        """`notice` to each of `recipients` in turn, in place of its own recipient."""
+        ...

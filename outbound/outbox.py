@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
@@ -55,40 +56,49 @@ class Outbox:
     def __init__(self, desk: DeskSettings, renderer: Renderer) -> None:
         self._desk = desk
         self._renderer = renderer
-        # The last rendering and what it was made from. The same facts go to every moderator
-        # (the context names no recipient), so a case's notices are rendered once, not once per
-        # moderator. Replaced whole, so a thread never sees half of another's entry.
-        self._last: tuple[str, Mapping[str, Any], datetime, RenderedEmail] | None = None
 
     def queue(self, session: Session, notice: Notice, now: datetime) -> None:
-        message_id = make_message_id(self._desk.domain)
-        rendered, subject, raw = self._compose(notice, message_id, now)
-        check_elements(notice, rendered.text)  # before the row exists: refused, not queued
-        session.execute(
-            _INSERT,
-            {
-                "created_at": now,
-                "case_id": notice.case_id,
-                "party": notice.party,
-                "template": notice.template,
-                "message_id": message_id,
-                "recipient": notice.recipient.lower(),
-                "subject": subject,
-                "raw": raw,
-                "status": OutboxStatus.PENDING,
-                "attempts": 0,
-                "next_attempt_at": now,
-            },
-        )
+        self.queue_to_each(session, notice, [notice.recipient], now)
+
+    def queue_to_each(
+        self, session: Session, notice: Notice, recipients: Sequence[str], now: datetime
+    ) -> None:
+        """Rendered once (the facts name no recipient), then composed for each recipient with
+        their own address, reply token and Message-ID."""
+        rendered = self._render(notice, now)
+        check_elements(notice, rendered.text)  # before any row exists: refused, not queued
+        for recipient in recipients:
+            addressed = replace(notice, recipient=recipient)
+            message_id = make_message_id(self._desk.domain)
+            subject, raw = self._compose(addressed, rendered, message_id, now)
+            session.execute(
+                _INSERT,
+                {
+                    "created_at": now,
+                    "case_id": notice.case_id,
+                    "party": notice.party,
+                    "template": notice.template,
+                    "message_id": message_id,
+                    "recipient": recipient.lower(),
+                    "subject": subject,
+                    "raw": raw,
+                    "status": OutboxStatus.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                },
+            )
 
     def compose(self, notice: Notice, message_id: str, now: datetime) -> bytes:
         """The message for `notice`, exactly as `queue` would store it."""
-        return self._compose(notice, message_id, now)[2]
+        return self._compose(notice, self._render(notice, now), message_id, now)[1]
+
+    def _render(self, notice: Notice, now: datetime) -> RenderedEmail:
+        context = {"desk": self._desk, "now": now, **notice.context}
+        return self._renderer.render(notice.template, context)
 
     def _compose(
-        self, notice: Notice, message_id: str, now: datetime
-    ) -> tuple[RenderedEmail, str, bytes]:
-        rendered = self._render(notice, now)
+        self, notice: Notice, rendered: RenderedEmail, message_id: str, now: datetime
+    ) -> tuple[str, bytes]:
         subject = rendered.subject
         if notice.case_id is not None and f"[TS-{notice.case_id}]" not in subject:
             subject = f"[TS-{notice.case_id}] {subject}"
@@ -122,18 +132,4 @@ class Outbox:
             fields.append(mime.structured("X-SafetyDesk-Case", f"TS-{notice.case_id}"))
         raw = mime.compose(fields, mime.Body(rendered.text, rendered.html))
         verify_composed(raw, recipient, _OUR_HEADERS)
-        return rendered, subject, raw
-
-    def _render(self, notice: Notice, now: datetime) -> RenderedEmail:
-        last = self._last
-        if (
-            last is not None
-            and last[0] == notice.template
-            and last[1] is notice.context
-            and last[2] == now
-        ):
-            return last[3]
-        context = {"desk": self._desk, "now": now, **notice.context}
-        rendered = self._renderer.render(notice.template, context)
-        self._last = (notice.template, notice.context, now, rendered)
-        return rendered
+        return subject, raw

@@ -1,11 +1,10 @@
-"""A case's email to every moderator is rendered once, and never from another notice's facts."""
+"""A case's email to every moderator is rendered once, then addressed to each of them."""
 
 from __future__ import annotations
 
 import email.policy
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from casework.clock import FixedClock
 from casework.db import transaction
 from casework.models import OutboxMessage, Party
-from casework.notices import Notice
+from casework.notices import Notice, NoticeRefused
 from intake.pipeline import Pipeline, SourceRef
 from outbound.outbox import Outbox
 from outbound.render import RenderedEmail, Renderer
@@ -23,6 +22,7 @@ from tests.conftest import MODERATORS, SettingsFactory
 from tests.mail import make_mail
 
 MORE_MODERATORS = [*MODERATORS, "mei.moderator@ecareermentor.in"]
+ACK = {"ref": "TS-1", "kind": "report"}
 
 
 class CountingRenderer(Renderer):
@@ -46,6 +46,13 @@ def desk_app(make_settings: SettingsFactory, sqlite_url: str) -> Iterator[App]:
     app.engine.dispose()
 
 
+def open_one_case(app: App, clock: FixedClock) -> None:
+    """TS-1, with the mail its opening queued taken away again."""
+    app.pipeline.process(make_mail(), SourceRef(label="report"), clock.now())
+    with app.sessions.begin() as session:
+        session.query(OutboxMessage).delete()
+
+
 def bodies(app: App, template: str) -> dict[str, str]:
     with app.sessions() as session:
         rows = session.scalars(
@@ -63,46 +70,36 @@ def bodies(app: App, template: str) -> dict[str, str]:
 def test_the_same_facts_for_several_recipients_are_rendered_once(
     desk_app: App, clock: FixedClock
 ) -> None:
-    app = desk_app
+    open_one_case(desk_app, clock)
     renderer = CountingRenderer()
-    outbox = Outbox(app.settings.desk, renderer)
-    moderators = MORE_MODERATORS
-    context = {"ref": "TS-1", "kind": "report"}
-    with transaction(app.sessions) as session:
-        for recipient in moderators:
-            outbox.queue(
-                session,
-                Notice("reporter/acknowledgement", recipient, Party.MODERATOR, None, context),
-                clock.now(),
-            )
+    outbox = Outbox(desk_app.settings.desk, renderer)
+    notice = Notice("reporter/acknowledgement", MORE_MODERATORS[0], Party.MODERATOR, 1, ACK)
+    with transaction(desk_app.sessions) as session:
+        outbox.queue_to_each(session, notice, MORE_MODERATORS, clock.now())
     assert renderer.renders == ["reporter/acknowledgement"]
-    texts = bodies(app, "reporter/acknowledgement")
-    assert sorted(texts) == sorted(moderators)
-    assert len(set(texts.values())) == 1 and "TS-1" in texts[moderators[0]]
+    texts = bodies(desk_app, "reporter/acknowledgement")
+    assert sorted(texts) == sorted(MORE_MODERATORS)
+    assert len(set(texts.values())) == 1 and "TS-1" in texts[MORE_MODERATORS[0]]
+    # Each copy is addressed to its own recipient, with its own reply token and Message-ID.
+    with desk_app.sessions() as session:
+        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+    sent = [email.message_from_bytes(r.raw, policy=email.policy.default) for r in rows]
+    assert [str(m["To"]) for m in sent] == MORE_MODERATORS
+    assert len({str(m["Reply-To"]) for m in sent}) == 3
+    assert len({r.message_id for r in rows}) == 3
 
 
-def test_other_facts_or_another_time_are_rendered_afresh(desk_app: App, clock: FixedClock) -> None:
-    app = desk_app
-    renderer = CountingRenderer()
-    outbox = Outbox(app.settings.desk, renderer)
-    first = {"ref": "TS-1", "kind": "report"}
-    equal_but_other = {"ref": "TS-1", "kind": "report"}
-    second = {"ref": "TS-2", "kind": "question"}
-    later = clock.now() + timedelta(minutes=1)
-    sequence = [
-        ("reporter/acknowledgement", "a@example.com", first, clock.now()),
-        ("reporter/acknowledgement", "b@example.com", second, clock.now()),
-        ("reporter/acknowledgement", "c@example.com", equal_but_other, clock.now()),
-        ("reporter/acknowledgement", "d@example.com", equal_but_other, later),
-    ]
-    with transaction(app.sessions) as session:
-        for template, recipient, context, now in sequence:
-            outbox.queue(session, Notice(template, recipient, Party.REPORTER, None, context), now)
-    assert len(renderer.renders) == 4
-    texts = bodies(app, "reporter/acknowledgement")
-    assert "TS-1" in texts["a@example.com"] and "TS-2" not in texts["a@example.com"]
-    assert "TS-2" in texts["b@example.com"] and "TS-1" not in texts["b@example.com"]
-    assert "TS-1" in texts["c@example.com"]
+def test_a_notice_refused_for_one_recipient_is_queued_for_none(
+    desk_app: App, clock: FixedClock
+) -> None:
+    open_one_case(desk_app, clock)
+    notice = Notice(
+        "reporter/acknowledgement", MORE_MODERATORS[0], Party.MODERATOR, 1, ACK,
+        elements={"reason": "The reason is a sentence this template never writes."},
+    )  # fmt: skip
+    with pytest.raises(NoticeRefused), transaction(desk_app.sessions) as session:
+        desk_app.desk.notices.queue_to_each(session, notice, MORE_MODERATORS, clock.now())
+    assert bodies(desk_app, "reporter/acknowledgement") == {}
 
 
 def test_a_case_with_three_moderators_renders_its_notice_once(
