@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,7 +53,23 @@ def bearer_abort(method: LoginMethod) -> bytes:
 
 
 class TokenError(Exception):
-    """The token command failed or printed something that is not an access token."""
+    """No access token to log in with: the server does not take the mechanism, no command is
+    set, or the command failed or printed something that is not an access token."""
+
+
+def fetch_token(method: LoginMethod, command: TokenCommand | None, offered: Iterable[str]) -> str:
+    """A fresh access token for a `method` login to a server offering the SASL mechanisms
+    `offered`; checked before the command runs, so a login that cannot work costs none."""
+    mechanism = method.value.upper()
+    names = sorted({name.upper() for name in offered})
+    if mechanism not in names:
+        raise TokenError(
+            f"the server does not offer {mechanism} "
+            f"(its SASL mechanisms: {', '.join(names) or 'none'})"
+        )
+    if command is None:
+        raise TokenError(f"{mechanism} needs a token command")
+    return command.fetch()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from casework.credentials import (
     TokenError,
     bearer_abort,
     bearer_response,
+    fetch_token,
 )
 
 log = logging.getLogger(__name__)
@@ -264,21 +265,14 @@ def log_in(client: imapclient.IMAPClient, endpoint: Endpoint, what: str) -> None
         with translated(what):
             client.login(endpoint.username, endpoint.password)
         return
-    mechanism = endpoint.method.value.upper()
     with translated(what):
-        offered = {c.upper() for c in client.capabilities()}
-    if f"AUTH={mechanism}".encode() not in offered:
-        methods = sorted(c.decode()[5:] for c in offered if c.startswith(b"AUTH="))
-        raise ImapLoginError(
-            f"{what}: the server does not offer {mechanism} "
-            f"(its SASL mechanisms: {', '.join(methods) or 'none'})"
-        )
-    if endpoint.token is None:
-        raise ImapLoginError(f"{what}: {mechanism} needs a token command")
+        capabilities = [c.decode("ascii", "replace").upper() for c in client.capabilities()]
+    offered = [c.removeprefix("AUTH=") for c in capabilities if c.startswith("AUTH=")]
     try:
-        token = endpoint.token.fetch()
+        token = fetch_token(endpoint.method, endpoint.token, offered)
     except TokenError as error:
         raise ImapLoginError(f"{what}: {error}") from None
+    mechanism = endpoint.method.value.upper()
     exchange = BearerExchange(endpoint.method, endpoint.username, token)
     try:
         with translated(what):

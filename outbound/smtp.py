@@ -18,6 +18,7 @@ from casework.credentials import (
     TokenError,
     bearer_abort,
     bearer_response,
+    fetch_token,
 )
 from outbound.delivery import SendError
 
@@ -206,20 +207,8 @@ async def log_in(client: aiosmtplib.SMTP, transport: SmtpTransport) -> None:
     if not transport.method.uses_token:
         await client.login(transport.username, transport.password)
         return
-    mechanism = transport.method.value
-    if mechanism not in client.server_auth_methods:
-        offered = ", ".join(m.upper() for m in client.server_auth_methods) or "none"
-        raise SendError(
-            f"login impossible: the server does not offer {mechanism.upper()} "
-            f"(its AUTH mechanisms: {offered})",
-            permanent=False,
-        )
-    if transport.token is None:
-        raise SendError(
-            f"login impossible: {mechanism.upper()} needs a token command", permanent=False
-        )
     try:
-        token = transport.token.fetch()
+        token = fetch_token(transport.method, transport.token, client.server_auth_methods)
     except TokenError as error:
         raise SendError(f"login impossible: {error}", permanent=False) from None
     await auth_bearer(client, transport.method, transport.username, token)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from casework.credentials import LoginMethod, TokenCommand, TokenError
+from casework.credentials import LoginMethod, TokenCommand, TokenError, fetch_token
 from intake.imap_client import BearerExchange
 
 
@@ -87,3 +87,18 @@ def test_oauthbearer_escapes_the_identity_and_closes_with_ctrl_a() -> None:
     # RFC 7628 §3.1 and RFC 5801 §4: "=" and "," in the authzid are escaped.
     assert exchange(b"") == b"n,a=a=3Db=2Cc@example.in,\x01auth=Bearer tok\x01\x01"
     assert exchange(b'{"status":"invalid_token"}') == b"\x01"
+
+
+def test_a_token_is_fetched_only_for_a_mechanism_the_server_offers(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    command = python(f"open({str(ran)!r}, 'w'); print('tok')")
+    with pytest.raises(TokenError) as refused:
+        fetch_token(LoginMethod.XOAUTH2, command, ["plain", "LOGIN"])
+    assert str(refused.value) == (
+        "the server does not offer XOAUTH2 (its SASL mechanisms: LOGIN, PLAIN)"
+    )
+    assert not ran.exists()
+    with pytest.raises(TokenError, match=r"^OAUTHBEARER needs a token command$"):
+        fetch_token(LoginMethod.OAUTHBEARER, None, ["OAUTHBEARER"])
+    assert fetch_token(LoginMethod.XOAUTH2, command, ["xoauth2"]) == "tok"
+    assert ran.exists()
