@@ -10,7 +10,8 @@ from casework.desk import Desk
 from casework.models import Case, Disposition, InboundMessage
 from casework.moderation import ModeratorReply, handle_commands, refusal_reason, refuse_commands
 from casework.routing import Route
-from intake.authresults import judge_sender
+from casework.settings import ModeratorSettings
+from intake.authresults import Verdict, judge_sender
 from intake.parse import ParsedMessage, html_to_text
 from intake.reply_text import ReplyParts, split_html_reply, split_reply
 
@@ -21,6 +22,12 @@ def read_reply(parsed: ParsedMessage) -> ReplyParts:
     if html_only:
         return split_html_reply(parsed.html)
     return split_reply(parsed.text)
+
+
+def judge_parsed_sender(parsed: ParsedMessage, moderators: ModeratorSettings) -> Verdict:
+    """Whether our server's Authentication-Results vouch for the From address of `parsed`."""
+    headers = [(str(name), str(value)) for name, value in parsed.headers.items()]
+    return judge_sender(headers, moderators.trusted_authserv_ids, parsed.from_address)
 
 
 def handle_moderator_mail(
@@ -34,11 +41,7 @@ def handle_moderator_mail(
 ) -> None:
     """Commands from a moderator who passed every check; otherwise a refusal, audited."""
     parts = read_reply(parsed)
-    verdict = judge_sender(
-        [(str(name), str(value)) for name, value in parsed.headers.items()],
-        desk.moderators.trusted_authserv_ids,
-        parsed.from_address,
-    )
+    verdict = judge_parsed_sender(parsed, desk.moderators)
     reply = ModeratorReply(
         typed=parts.reply,
         quoted_lines=parts.quoted_lines,

@@ -32,12 +32,11 @@ from casework.models import (
 )
 from casework.routing import Route, route_reply
 from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
-from intake.authresults import judge_sender
 from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
 from intake.classify import Classification, ClassifyContext, Verdict, classify
 from intake.imap_cursor import source_label
-from intake.moderator_mail import handle_moderator_mail
+from intake.moderator_mail import handle_moderator_mail, judge_parsed_sender
 from intake.parse import ParsedMessage, sha256_of
 
 log = logging.getLogger(__name__)
@@ -206,9 +205,7 @@ class Pipeline:
             return False
         if not moderators.require_authenticated:
             return True
-        headers = [(str(name), str(value)) for name, value in parsed.headers.items()]
-        verdict = judge_sender(headers, moderators.trusted_authserv_ids, parsed.from_address)
-        return verdict.authenticated
+        return judge_parsed_sender(parsed, moderators).authenticated
 
     def _automated(
         self,
