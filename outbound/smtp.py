@@ -56,11 +56,6 @@ class SmtpTransport:
         finally:
             link.close()
 
-    def send(self, sender: str, recipient: str, raw: bytes, key: str) -> None:
-        """One message over a connection of its own."""
-        with self.connect() as link:
-            link.send(sender, recipient, raw, key)
-
     def probe(self) -> str:
         """Connect and log in as a delivery run would, then quit; raises SendError."""
         with self.connect() as link:
@@ -111,21 +106,19 @@ class SmtpLink:
 
     async def _send(self, sender: str, recipient: str, raw: bytes) -> None:
         client = self._client
-        if client is None:
-            client = await self._open()
-            await self._step(client.mail(sender))
-        else:
+        if client is not None:
             try:
                 await self._step(client.mail(sender))
             except _GONE:  # closed while idle: nothing was accepted, so start over
-                client = await self._open()
-                await self._step(client.mail(sender))
+                client = None
             except aiosmtplib.SMTPResponseException as error:
                 if error.code != _CLOSING:
                     raise
                 self._drop()
-                client = await self._open()
-                await self._step(client.mail(sender))
+                client = None
+        if client is None:
+            client = await self._open()
+            await self._step(client.mail(sender))
         await self._step(client.rcpt(recipient))
         await self._step(client.data(raw))
 

@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from casework.clock import FixedClock
-from casework.credentials import Tls
+from casework.credentials import LoginMethod, Tls, TokenCommand
 from casework.models import OutboxMessage, OutboxStatus
 from intake.pipeline import SourceRef
 from outbound.delivery import DeliveryResult, SendError
@@ -298,8 +298,6 @@ def test_a_server_without_the_mechanism_is_named_and_no_token_is_fetched(tmp_pat
     ran = tmp_path / "ran"
     command = (sys.executable, "-c", f"open({str(ran)!r}, 'w'); print('t')")
     with smtp_server() as (server, port):
-        from casework.credentials import LoginMethod, TokenCommand
-
         transport = SmtpTransport(
             host="127.0.0.1",
             port=port,
@@ -308,8 +306,8 @@ def test_a_server_without_the_mechanism_is_named_and_no_token_is_fetched(tmp_pat
             method=LoginMethod.OAUTHBEARER,
             token=TokenCommand(command, 5),
         )
-        with pytest.raises(SendError) as refused:
-            transport.send("desk@example.in", "a@example.com", b"Subject: x\r\n\r\nx\r\n", "k")
+        with pytest.raises(SendError) as refused, transport.connect() as link:
+            link.send("desk@example.in", "a@example.com", b"Subject: x\r\n\r\nx\r\n", "k")
     assert "the server does not offer OAUTHBEARER" in str(refused.value)
     assert not refused.value.permanent
     assert not ran.exists()
