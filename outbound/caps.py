@@ -60,7 +60,7 @@ class Tally:
 
     holds: dict[str, Hold] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)  # per address, and _GLOBAL
-    oldest: dict[str, datetime] = field(default_factory=dict)  # of the counted, when read
+    oldest: dict[str, datetime | None] = field(default_factory=dict)  # went first of those
 
 
 @dataclass(frozen=True)
@@ -90,27 +90,27 @@ class DeliveryGate:
                     suppression.until,
                 )
                 return tally.holds[recipient]
-            tally.sent[recipient] = 0
-            if cap > 0:
-                _count_sent(tally, recipient, session, now - window, recipient)
+            counted = _count_sent(session, now - window, recipient) if cap > 0 else (0, None)
+            tally.sent[recipient], tally.oldest[recipient] = counted
         sent = tally.sent[recipient]
         if cap > 0 and sent >= cap:
             tally.holds[recipient] = Hold(
                 HoldKind.ADDRESS_CAP,
                 f"{sent} messages to {recipient} in the last {window} (cap {cap})",
-                tally.oldest.get(recipient, now) + window,
+                (tally.oldest.get(recipient) or now) + window,
             )
             return tally.holds[recipient]
         cap = 0 if moderator else self.policy.global_cap_per_hour
         if cap > 0:
             if _GLOBAL not in tally.sent:
-                _count_sent(tally, _GLOBAL, session, now - _HOUR, None, self.policy.exempt)
+                counted = _count_sent(session, now - _HOUR, None, exclude=self.policy.exempt)
+                tally.sent[_GLOBAL], tally.oldest[_GLOBAL] = counted
             sent = tally.sent[_GLOBAL]
             if sent >= cap:
                 tally.holds[_GLOBAL] = Hold(
                     HoldKind.GLOBAL_CAP,
                     f"{sent} automatic messages in the last hour (cap {cap})",
-                    tally.oldest.get(_GLOBAL, now) + _HOUR,
+                    (tally.oldest.get(_GLOBAL) or now) + _HOUR,
                 )
                 return tally.holds[_GLOBAL]
         return None
@@ -208,15 +208,14 @@ def held_by_gate(now: datetime) -> object:
 
 
 def _count_sent(
-    tally: Tally,
-    key: str,
     session: Session,
     since: datetime,
     recipient: str | None,
+    *,
     exclude: frozenset[str] = frozenset(),
-) -> None:
-    """Count into `tally` the messages sent, or being sent, since `since` (to `recipient`, or
-    to anyone not excluded), and note when the oldest of them went."""
+) -> tuple[int, datetime | None]:
+    """How many messages were sent, or are being sent, since `since` (to `recipient`, or to
+    anyone not excluded), and when the first of them went."""
     went = func.coalesce(OutboxMessage.sent_at, OutboxMessage.claimed_at)
     query = (
         select(func.count(), func.min(went))
@@ -234,9 +233,7 @@ def _count_sent(
     if exclude:
         query = query.where(OutboxMessage.recipient.not_in(sorted(exclude)))
     count, oldest = session.execute(query).one()
-    tally.sent[key] = int(count or 0)
-    if oldest is not None:
-        tally.oldest[key] = as_utc(oldest)
+    return int(count or 0), None if oldest is None else as_utc(oldest)
 
 
 def held_counts(session: Session) -> dict[str, int]:
