@@ -20,6 +20,7 @@ CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REQUIRE_SERVICES = os.environ.get("SAFETYDESK_REQUIRE_SERVICES") == "1"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"  # for psycopg itself
 pytest_plugins = ["tests.imap_servers"]
 MODERATORS = ["asha.moderator@ecareermentor.in", "ravi.moderator@ecareermentor.in"]
 
@@ -44,7 +45,7 @@ def postgres_url() -> Iterator[str]:
     name = f"safetydesk_test_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+            PG_ADMIN_DSN,
             autocommit=True,
             connect_timeout=3,
         )
@@ -55,9 +56,7 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     finally:
-        with psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True
-        ) as admin:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

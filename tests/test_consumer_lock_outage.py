@@ -22,18 +22,17 @@ from scheduler.app import App, mailbox_key
 from scheduler.config import Settings
 from scheduler.consumer_lock import ConsumerLock, LockWatch
 from scheduler.imap_intake import start_imap_consumer
+from tests.conftest import PG_ADMIN_DSN
 from tests.imap_servers import PROCESSED, ImapServer, wait_until
 from tests.mail import make_mail
 
 pytestmark = pytest.mark.postgres
 
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
 
 def end_lock_sessions(url: str) -> int:
     """End every session holding an advisory lock in the database of `url`, as a restart would."""
     database = url.rsplit("/", 1)[1]
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
         ended = admin.execute(
             "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
             "JOIN pg_database d ON d.oid = l.database "
@@ -180,7 +179,7 @@ def test_a_database_down_while_taking_the_lock_does_not_stop_the_worker(
         assert thread.is_alive()
         assert inbound_count(pg_app) == 0
 
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{later}"')
         wait_until(lambda: inbound_count(pg_app) == 1, 15)
         assert thread.is_alive()
@@ -189,7 +188,7 @@ def test_a_database_down_while_taking_the_lock_does_not_stop_the_worker(
     finally:
         lock.release()
         engine.dispose()
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{later}" WITH (FORCE)')
 
 
