@@ -202,7 +202,7 @@ class ImapIntake:
             )
         uids = connection.uids_from(cursor.first_uid_for(folder.uidvalidity))
         report = PassReport()
-        size = max(self.options.batch_size, 1)
+        size = self.options.batch_size  # at least 1: the configuration refuses less
         for start in range(0, len(uids), size):
             if should_stop():
                 break
