@@ -185,9 +185,9 @@ def test_held_mail_takes_the_new_reason_when_its_hold_changes(
 
 
 class LoadCounter:
-    """Counts the outbox rows the ORM reads while it is attached to `app`."""
+    """Counts the outbox rows the ORM reads until it is closed."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self) -> None:
         self.loaded = 0
         event.listen(OutboxMessage, "load", self._load)
 
@@ -210,7 +210,7 @@ def test_held_mail_is_not_read_again_before_its_hold_could_end(
     # The cap frees a place when the oldest of the three sent leaves the hour.
     assert [h.recheck_at for h in holds] == [first_sent + timedelta(hours=1)] * 2
 
-    counter = LoadCounter(capped)
+    counter = LoadCounter()
     try:
         for minutes in (1, 15, 59):
             capped.deliverer.flush(first_sent + timedelta(minutes=minutes))
