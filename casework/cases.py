@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import Table, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from casework.audit import record_event
+from casework.db import insert_row
 from casework.desk import Desk
+from casework.inbound import InboundRecord, insert_inbound
 from casework.models import (
     Case,
     CaseKind,
@@ -18,15 +22,16 @@ from casework.models import (
     InboundMessage,
     OutboxMessage,
     Party,
-    Person,
+    case_ref,
 )
 from casework.notices import AutoSubmitted, Notice
-from casework.people import ensure_person, find_or_add_person, find_person
+from casework.people import ensure_person, find_person, normalise_address, note_person
 from casework.rules import RULES, guess_rule, is_question
 
 _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
 # Bounded repeats: an unbounded `[\w.+'-]+@` is quadratic on a long run of letters with no @.
 _ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}")
+_INSERT_CASE = insert(cast(Table, Case.__table__))
 
 
 class UnknownCase(LookupError):
@@ -47,60 +52,88 @@ def get_case(session: Session, ref: str) -> Case:
     return case
 
 
+@dataclass(frozen=True)
+class OpenedCase:
+    case_id: int
+    inbound_id: int
+
+
 def open_case(
-    desk: Desk, session: Session, inbound: InboundMessage, now: datetime, *, proactive: bool
-) -> Case:
+    desk: Desk, session: Session, message: InboundRecord, now: datetime, *, proactive: bool
+) -> OpenedCase:
     """A new report or question: the case, the reporter's acknowledgement, the moderators' email.
 
     `proactive`: a moderator (authenticated as for commands) wrote to the desk afresh, so the
     case was found by proactive monitoring: notices say so, and the moderator gets no
-    acknowledgement (the new-case email is theirs too). `inbound` may be new: it is then
-    written in the same flush as the case (and a new reporter).
+    acknowledgement (the new-case email is theirs too). The reporter (if new), the case and
+    the message are written with plain statements: this is the intake's commonest path, and
+    nothing here reads them back as ORM rows.
     """
-    reporter = find_or_add_person(session, inbound.from_address, now, inbound.from_name)
-    question = not proactive and is_question(inbound.subject, inbound.body_text)
+    reporter_id = note_person(session, message.from_address, now, message.from_name)
+    reporter = normalise_address(message.from_address)
+    question = not proactive and is_question(message.subject, message.body_text)
     kind = CaseKind.QUESTION if question else CaseKind.REPORT
-    case = Case(
-        kind=kind,
-        status=CaseStatus.OPEN,
-        detection=Detection.PROACTIVE if proactive else Detection.COMMUNITY_REPORT,
-        suggested_category=None
-        if kind is CaseKind.QUESTION
-        else guess_rule(f"{inbound.subject}\n{inbound.body_text}"),
-        reporter=reporter,
-        title=(inbound.subject or "(no subject)")[:300],
-        created_at=now,
-        updated_at=now,
+    detection = Detection.PROACTIVE if proactive else Detection.COMMUNITY_REPORT
+    suggested = (
+        None if kind is CaseKind.QUESTION else guess_rule(f"{message.subject}\n{message.body_text}")
     )
-    inbound.case = case
-    inbound.party = Party.REPORTER
-    session.add_all([case, inbound])
-    session.flush()  # the reporter if new, the case, and the message, in that order
+    title = (message.subject or "(no subject)")[:300]
+    case_id = insert_row(
+        session,
+        _INSERT_CASE,
+        {
+            "kind": kind,
+            "status": CaseStatus.OPEN,
+            "detection": detection,
+            "suggested_category": suggested,
+            "reporter_id": reporter_id,
+            "title": title,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    inbound_id = insert_inbound(session, message, case_id=case_id, party=Party.REPORTER)
     record_event(
         session,
         now,
         "case.opened",
-        actor=reporter.email,
-        case_id=case.id,
-        person_id=reporter.id,
+        actor=reporter,
+        case_id=case_id,
+        person_id=reporter_id,
         case_kind=kind.value,
-        message=inbound.id,
-        suggested_category=case.suggested_category,
-        detection=case.detection.value,
+        message=inbound_id,
+        suggested_category=suggested,
+        detection=detection.value,
     )
+    ref = case_ref(case_id)
     if not proactive:
-        _acknowledge(desk, session, case, reporter, inbound, now)
-    context = moderator_context(session, case, inbound, desk)
-    desk.tell_moderators(session, "moderator/new-case", case.id, context, now)
-    return case
+        _acknowledge(desk, session, ref, case_id, kind, reporter, message.message_id, now)
+    summary: dict[str, object] = {
+        "ref": ref,
+        "kind": kind.value,
+        "status": CaseStatus.OPEN.value,
+        "category": None,
+        "suggested_category": suggested,
+        "reporter": reporter,
+        "subject": None,
+        "program": None,
+        "assignee": None,
+        "title": title,
+        "created_at": now,
+    }
+    context = moderator_context(session, case_id, summary, reporter_id, message, desk)
+    desk.tell_moderators(session, "moderator/new-case", case_id, context, now)
+    return OpenedCase(case_id, inbound_id)
 
 
 def _acknowledge(
     desk: Desk,
     session: Session,
-    case: Case,
-    reporter: Person,
-    inbound: InboundMessage,
+    ref: str,
+    case_id: int,
+    kind: CaseKind,
+    reporter: str,
+    message_id: str | None,
     now: datetime,
 ) -> None:
     """The reporter's receipt: the case reference only, never their own words (no relaying)."""
@@ -108,13 +141,13 @@ def _acknowledge(
         session,
         Notice(
             template="reporter/acknowledgement",
-            recipient=reporter.email,
+            recipient=reporter,
             party=Party.REPORTER,
-            case_id=case.id,
+            case_id=case_id,
             # Nothing the sender wrote (not even their display name) is given to the template.
-            context={"ref": case.ref, "kind": case.kind.value},
-            in_reply_to=inbound.message_id,
-            references=(inbound.message_id,) if inbound.message_id else (),
+            context={"ref": ref, "kind": kind.value},
+            in_reply_to=message_id,
+            references=(message_id,) if message_id else (),
             auto_submitted=AutoSubmitted.AUTO_REPLIED,
         ),
         now,
@@ -238,14 +271,14 @@ _OPEN_CASES_ABOUT = (
 
 
 def history_of(
-    session: Session, person: Person, *, other_than: int | None = None
+    session: Session, person_id: int, *, other_than: int | None = None
 ) -> dict[str, int]:
     """How often this person has come to the desk, as reporter and as subject.
 
     `other_than` leaves out one case (the one being shown), so the counts are "earlier" ones.
     """
     as_reporter, as_subject = session.execute(
-        _HISTORY, {"person": person.id, "other_than": other_than or 0}
+        _HISTORY, {"person": person_id, "other_than": other_than or 0}
     ).one()
     return {"as_reporter": int(as_reporter or 0), "as_subject": int(as_subject or 0)}
 
@@ -258,34 +291,38 @@ def person_history(session: Session, email: str) -> dict[str, object]:
     open_cases = session.scalars(_OPEN_CASES_ABOUT, {"person": person.id})
     return {
         "email": person.email,
-        **history_of(session, person),
+        **history_of(session, person.id),
         "open_cases": [f"TS-{case_id}" for case_id in open_cases],
     }
 
 
 def moderator_context(
-    session: Session, case: Case, inbound: InboundMessage, desk: Desk
+    session: Session,
+    case_id: int,
+    summary: dict[str, object],
+    reporter_id: int,
+    message: InboundRecord,
+    desk: Desk,
 ) -> dict[str, object]:
-    """Everything a moderator needs to decide, in one email."""
-    reporter = case.reporter
+    """Everything a moderator needs to decide about a new case, in one email."""
     mentioned = sorted(
         {
             address.lower()
-            for address in _ADDRESS.findall(inbound.body_text)
-            if address.lower() not in {inbound.from_address, desk.desk.address.lower()}
+            for address in _ADDRESS.findall(message.body_text)
+            if address.lower() not in {message.from_address, desk.desk.address.lower()}
         }
     )[:10]
     return {
-        "ref": case.ref,
-        "case": case_summary(session, case),
-        "sender": inbound.from_address,
-        "sender_name": inbound.from_name,
-        "subject_line": inbound.subject,
-        "date": inbound.date or inbound.received_at,
-        "text": inbound.body_text,
-        "truncated": inbound.truncated,
-        "attachments": [(a.filename, a.content_type, a.size) for a in inbound.attachments],
-        "reporter_history": history_of(session, reporter, other_than=case.id) if reporter else {},
+        "ref": summary["ref"],
+        "case": summary,
+        "sender": message.from_address,
+        "sender_name": message.from_name,
+        "subject_line": message.subject,
+        "date": message.date or message.received_at,
+        "text": message.body_text,
+        "truncated": message.truncated,
+        "attachments": [(a.filename, a.content_type, a.size) for a in message.attachments],
+        "reporter_history": history_of(session, reporter_id, other_than=case_id),
         "mentioned": mentioned,
         "mentioned_history": [person_history(session, address) for address in mentioned],
         "rules": [(rule.code, rule.title) for rule in RULES],

@@ -195,7 +195,12 @@ class Case(Base):
 
     @property
     def ref(self) -> str:
-        return f"TS-{self.id}"
+        return case_ref(self.id)
+
+
+def case_ref(case_id: int) -> str:
+    """How a case is named to people: in subjects, commands and the CLI."""
+    return f"TS-{case_id}"
 
 
 # --- mail in ------------------------------------------------------------------------------------

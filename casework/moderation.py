@@ -385,7 +385,7 @@ def _subject(ctx: Applying, item: Planned) -> str:
     ctx.case.subject_id = person.id
     ctx.case.subject = person
     ctx.event("case.subject", person_id=person.id, subject=person.email, before=before)
-    history = history_of(ctx.session, person)
+    history = history_of(ctx.session, person.id)
     others = _open_cases_about(ctx.session, person.id, ctx.case.id)
     extra = f"; other open cases about them: {', '.join(others)}" if others else ""
     return (

@@ -22,8 +22,8 @@ from casework.cases import (
 from casework.db import transaction
 from casework.desk import Desk
 from casework.enforcement import record_appeal
+from casework.inbound import AttachmentFacts, InboundRecord
 from casework.models import (
-    Attachment,
     Case,
     Disposition,
     InboundMessage,
@@ -191,11 +191,12 @@ class Pipeline:
                 row = self._record(session, parsed, source, now, Disposition.REJECTED, reason)
                 answer_caseless_reply(self._desk, session, row, answered, now)
                 return _result(row)
-        row = self._row(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
+        record = self._values(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
         proactive = self._from_a_moderator(parsed)
-        open_case(self._desk, session, row, now, proactive=proactive)  # writes row and case
-
-        return _result(row)
+        opened = open_case(self._desk, session, record, now, proactive=proactive)
+        return Result(
+            Outcome.PROCESSED, opened.inbound_id, opened.case_id, record.disposition, record.reason
+        )
 
     def _from_a_moderator(self, parsed: ParsedMessage) -> bool:
         """A moderator's own mail, trusted as far as their commands are: a From header alone
@@ -311,8 +312,19 @@ class Pipeline:
         *,
         keep_raw: bool = True,
     ) -> InboundMessage:
-        raw = parsed.raw[: self._max_bytes] if keep_raw else b""
-        row = InboundMessage(
+        return self._values(parsed, source, now, disposition, reason, keep_raw=keep_raw).as_row()
+
+    def _values(
+        self,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        disposition: Disposition,
+        reason: str,
+        *,
+        keep_raw: bool = True,
+    ) -> InboundRecord:
+        return InboundRecord(
             received_at=now,
             mailbox=source.mailbox,
             uidvalidity=source.uidvalidity,
@@ -320,7 +332,7 @@ class Pipeline:
             message_id=parsed.message_id,
             sha256=parsed.sha256,
             size=len(parsed.raw),
-            raw=raw,
+            raw=parsed.raw[: self._max_bytes] if keep_raw else b"",
             truncated=parsed.truncated,
             from_address=parsed.from_address,
             from_name=parsed.from_name,
@@ -329,17 +341,14 @@ class Pipeline:
             date=parsed.date,
             in_reply_to=parsed.in_reply_to,
             body_text=parsed.text,
-            defects={"defects": list(parsed.defects)} if parsed.defects else {},
+            defects=tuple(parsed.defects),
             disposition=disposition,
             reason=reason[:200],
+            attachments=tuple(
+                AttachmentFacts(a.filename, a.content_type, a.size, a.sha256)
+                for a in parsed.attachments
+            ),
         )
-        row.attachments = [
-            Attachment(
-                filename=a.filename, content_type=a.content_type, size=a.size, sha256=a.sha256
-            )
-            for a in parsed.attachments
-        ]
-        return row
 
     def _quarantine(
         self,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from casework.cases import case_summary, moderator_context
 from casework.clock import FixedClock
 from casework.models import (
     Attachment,
@@ -264,3 +266,42 @@ def test_the_new_case_email_counts_the_reporters_earlier_cases(app: App, clock: 
     texts = [parse(a.raw).get_body(("plain",)).get_content() for a in alerts]  # type: ignore[union-attr]
     assert "Reporter history: 0 earlier case(s) as reporter" in texts[0]
     assert "Reporter history: 1 earlier case(s) as reporter" in texts[1]
+
+
+def test_the_new_case_email_describes_the_case_as_stored(
+    app: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case is written with plain inserts and described from the values it was written
+    with: the description must be what `case_summary` reads back from the row."""
+    told: list[dict[str, object]] = []
+
+    def recording(*args: Any) -> dict[str, object]:
+        context = moderator_context(*args)
+        told.append(context)
+        return context
+
+    monkeypatch.setattr("casework.cases.moderator_context", recording)
+    ingest(app, make_mail(), clock)
+    ingest(app, make_mail(subject="Is it allowed to share my number?", body="Just asking?"), clock)
+
+    with app.sessions() as session:
+        cases = session.scalars(select(Case).order_by(Case.id)).all()
+        stored = [case_summary(session, case) for case in cases]
+    assert [context["case"] for context in told] == stored
+    assert [s["kind"] for s in stored] == ["report", "question"]
+    assert stored[0]["suggested_category"] == "off-platform"
+
+
+def test_a_known_reporter_keeps_their_name_and_gains_a_missing_one(
+    app: App, clock: FixedClock
+) -> None:
+    with app.sessions() as session, session.begin():
+        session.add(Person(email="priya.student@example.com", name="", created_at=clock.now()))
+    ingest(app, make_mail(name="Priya Sharma"), clock)
+    ingest(app, make_mail(name="Someone Else", subject="Again", body="Second report."), clock)
+
+    with app.sessions() as session:
+        people = session.scalars(select(Person)).all()
+        reporters = {case.reporter_id for case in session.scalars(select(Case))}
+    assert [(p.email, p.name) for p in people] == [("priya.student@example.com", "Priya Sharma")]
+    assert reporters == {people[0].id}
