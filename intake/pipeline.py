@@ -22,7 +22,7 @@ from casework.cases import (
 from casework.db import transaction
 from casework.desk import Desk
 from casework.enforcement import record_appeal
-from casework.inbound import AttachmentFacts, InboundRecord
+from casework.inbound import AttachmentFacts, InboundRecord, insert_inbound
 from casework.models import (
     Case,
     Disposition,
@@ -219,23 +219,31 @@ class Pipeline:
         """Recorded, tied to our mail when it is a bounce or complaint, and never answered."""
         disposition = Disposition.LOOP if verdict.verdict is Verdict.LOOP else Disposition.AUTOMATED
         reason = f"{verdict.verdict}: {verdict.rule}"
-        row = self._record(session, parsed, source, now, disposition, reason)
         desk = self._desk.desk
         if verdict.verdict is Verdict.BOUNCE:
+            row = self._record(session, parsed, source, now, disposition, reason)
             record_bounce(
                 session, row, read_bounce(parsed, desk.domain), now, secret=desk.token_secret,
                 desk_address=desk.address, policy=self._suppression,
             )  # fmt: skip
+            inbound_id, case_id = row.id, row.case_id
         elif verdict.verdict is Verdict.FEEDBACK_REPORT:
+            row = self._record(session, parsed, source, now, disposition, reason)
             record_complaint(
                 session, row, read_bounce(parsed, desk.domain), now, secret=desk.token_secret,
                 desk_address=desk.address,
             )  # fmt: skip
+            inbound_id, case_id = row.id, row.case_id
+        else:
+            # Auto-replies and loops, the bulk of automated mail, are only recorded: plain
+            # inserts will do.
+            record = self._values(parsed, source, now, disposition, reason)
+            inbound_id, case_id = insert_inbound(session, record), None
         record_event(
-            session, now, "message.automated", message=row.id, verdict=verdict.verdict.value,
+            session, now, "message.automated", message=inbound_id, verdict=verdict.verdict.value,
             rule=verdict.rule, detail=verdict.detail,
         )  # fmt: skip
-        return _result(row)
+        return Result(Outcome.PROCESSED, inbound_id, case_id, disposition, reason[:200])
 
     def _reply(
         self,

@@ -159,13 +159,24 @@ def test_a_reply_to_the_acknowledgement_joins_the_case(app: App, clock: FixedClo
 
 
 def test_automated_mail_is_recorded_and_never_answered(app: App, clock: FixedClock) -> None:
-    raw = make_mail(subject="Out of office", headers={"Auto-Submitted": "auto-replied"})
+    raw = make_mail(
+        subject="Out of office",
+        headers={"Auto-Submitted": "auto-replied"},
+        attachments=[("note.txt", "text/plain", b"back on Monday")],
+    )
     result = app.pipeline.process(raw, SourceRef(label="t"), clock.now())
     assert result.disposition is Disposition.AUTOMATED
     with app.sessions() as session:
         assert session.scalars(select(OutboxMessage)).all() == []
         assert session.scalars(select(Case)).all() == []
-        assert session.scalars(select(InboundMessage)).one().reason == "auto-reply: auto-submitted"
+        inbound = session.scalars(select(InboundMessage)).one()
+        assert (inbound.id, inbound.reason) == (result.inbound_id, "auto-reply: auto-submitted")
+        assert (inbound.raw, inbound.subject, inbound.case_id) == (raw, "Out of office", None)
+        assert [a.filename for a in inbound.attachments] == ["note.txt"]
+        events = session.scalars(select(AuditEvent)).all()
+        assert [(e.kind, e.detail["message"]) for e in events] == [
+            ("message.automated", inbound.id)
+        ]
 
 
 def test_a_failure_rolls_back_and_quarantines_the_raw_bytes(
