@@ -7,8 +7,17 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -408,34 +417,40 @@ _SAME_UID = (
     .where(InboundMessage.uid == bindparam("uid"))
     .limit(1)
 )
-_FIRST_RECORD = select(InboundMessage.id).where(InboundMessage.disposition != Disposition.DUPLICATE)
-_SAME_MESSAGE_ID = (
-    _FIRST_RECORD.where(InboundMessage.message_id == bindparam("message_id"))
-    .order_by(InboundMessage.id)
-    .limit(1)
-)
-_SAME_BYTES = (
-    _FIRST_RECORD.where(InboundMessage.sha256 == bindparam("sha256"))
-    .order_by(InboundMessage.id)
-    .limit(1)
-)
+_INBOUND = cast(Table, InboundMessage.__table__)
+
+
+def _seen_before(match: ColumnElement[bool]) -> Select[tuple[int]]:
+    """The record of the same mailbox UID if there is one, else the first record (not itself a
+    duplicate) that `match` finds: one statement, as it runs for every message."""
+    same_uid = select(_INBOUND.c.id, literal_column("0").label("rank")).where(
+        _INBOUND.c.mailbox == bindparam("mailbox"),
+        _INBOUND.c.uidvalidity == bindparam("uidvalidity"),
+        _INBOUND.c.uid == bindparam("uid"),
+    )
+    same_message = select(_INBOUND.c.id, literal_column("1").label("rank")).where(
+        _INBOUND.c.disposition != Disposition.DUPLICATE, match
+    )
+    found = union_all(same_uid, same_message).subquery()
+    return select(found.c.id).order_by(found.c.rank, found.c.id).limit(1)
+
+
+_SEEN_BY_MESSAGE_ID = _seen_before(_INBOUND.c.message_id == bindparam("message_id"))
+_SEEN_BY_BYTES = _seen_before(_INBOUND.c.sha256 == bindparam("sha256"))
 
 
 def find_seen(
     session: Session, message_id: str | None, sha256: str, source: SourceRef
 ) -> InboundMessage | None:
-    """The earlier record of this message: same mailbox UID, same Message-ID, or same bytes."""
-    found = None
-    if source.uid is not None:
-        found = session.execute(
-            _SAME_UID,
-            {"mailbox": source.mailbox, "uidvalidity": source.uidvalidity, "uid": source.uid},
-        ).scalar()
-    if found is None and message_id:
-        found = session.execute(_SAME_MESSAGE_ID, {"message_id": message_id}).scalar()
-    elif found is None:
-        found = session.execute(_SAME_BYTES, {"sha256": sha256}).scalar()
-    return None if found is None else session.get(InboundMessage, found)
+    """The earlier record of this message: same mailbox UID, same Message-ID, or (a message
+    without one) same bytes."""
+    where = {"mailbox": source.mailbox, "uidvalidity": source.uidvalidity, "uid": source.uid}
+    if message_id:
+        found = session.execute(_SEEN_BY_MESSAGE_ID, {**where, "message_id": message_id})
+    else:
+        found = session.execute(_SEEN_BY_BYTES, {**where, "sha256": sha256})
+    earlier = found.scalar()
+    return None if earlier is None else session.get(InboundMessage, earlier)
 
 
 def _describe_source(source: SourceRef) -> str:

@@ -23,7 +23,7 @@ from casework.models import (
     Person,
     QuarantineEntry,
 )
-from intake.pipeline import Outcome, SourceRef
+from intake.pipeline import Outcome, SourceRef, find_seen
 from scheduler.app import App
 from tests.conftest import MODERATORS
 from tests.mail import make_mail, parse
@@ -316,3 +316,33 @@ def test_a_known_reporter_keeps_their_name_and_gains_a_missing_one(
         reporters = {case.reporter_id for case in session.scalars(select(Case))}
     assert [(p.email, p.name) for p in people] == [("priya.student@example.com", "Priya Sharma")]
     assert reporters == {people[0].id}
+
+
+def test_the_same_mailbox_uid_is_found_before_the_first_record_of_its_message(
+    app: App, clock: FixedClock
+) -> None:
+    def at(uid: int | None) -> SourceRef:
+        return SourceRef(mailbox="INBOX", uidvalidity=7, uid=uid)
+
+    raw = make_mail(message_id="<once@client.example>")
+    first = app.pipeline.process(raw, at(5), clock.now())
+    copy = app.pipeline.process(raw + b"\r\n", at(6), clock.now())
+    assert (first.outcome, copy.outcome) == (Outcome.PROCESSED, Outcome.DUPLICATE)
+    with_id = make_mail(subject="No id here")
+    without_id = b"".join(
+        line for line in with_id.splitlines(keepends=True) if not line.startswith(b"Message-ID:")
+    )
+    app.pipeline.process(without_id, at(8), clock.now())
+
+    once = "<once@client.example>"
+    with app.sessions() as session:
+        rows = {row.uid: row for row in session.scalars(select(InboundMessage))}
+        seen = [
+            find_seen(session, once, "x", at(6)),  # its own record, though a duplicate
+            find_seen(session, once, "x", at(9)),  # the first record of that Message-ID
+            find_seen(session, None, hashlib.sha256(without_id).hexdigest(), SourceRef()),
+            find_seen(session, None, "0" * 64, at(5)),  # the mailbox UID alone
+            find_seen(session, "<never@client.example>", "x", at(10)),
+        ]
+    assert rows[6].disposition is Disposition.DUPLICATE and rows[8].message_id is None
+    assert [row.uid if row else None for row in seen] == [6, 5, 8, 5, None]
