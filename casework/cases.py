@@ -25,13 +25,14 @@ from casework.models import (
     case_ref,
 )
 from casework.notices import AutoSubmitted, Notice
-from casework.people import ensure_person, find_person, normalise_address, note_person
+from casework.people import ensure_person, find_person_id, normalise_address, note_person
 from casework.rules import RULES, guess_rule, is_question
 
 _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
 # Bounded repeats: an unbounded `[\w.+'-]+@` is quadratic on a long run of letters with no @.
 _ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}")
-_INSERT_CASE = insert(cast(Table, Case.__table__))
+_CASES = cast(Table, Case.__table__)
+_INSERT_CASE = insert(_CASES)
 
 
 class UnknownCase(LookupError):
@@ -254,19 +255,20 @@ def case_summary(session: Session, case: Case) -> dict[str, object]:
     }
 
 
-# A person's cases as reporter and as subject, leaving out one case (or none: id 0).
+# A person's cases as reporter and as subject, leaving out one case (or none: id 0). These run
+# for every new case, on the table's columns: plain statements skip the ORM's result machinery.
 _HISTORY = select(
-    func.count().filter(Case.reporter_id == bindparam("person")),
-    func.count().filter(Case.subject_id == bindparam("person")),
+    func.count().filter(_CASES.c.reporter_id == bindparam("person")),
+    func.count().filter(_CASES.c.subject_id == bindparam("person")),
 ).where(
-    or_(Case.reporter_id == bindparam("person"), Case.subject_id == bindparam("person")),
-    Case.id != bindparam("other_than"),
+    or_(_CASES.c.reporter_id == bindparam("person"), _CASES.c.subject_id == bindparam("person")),
+    _CASES.c.id != bindparam("other_than"),
 )
 _OPEN_CASES_ABOUT = (
-    select(Case.id)
-    .where(Case.subject_id == bindparam("person"))
-    .where(Case.status == CaseStatus.OPEN)
-    .order_by(Case.id)
+    select(_CASES.c.id)
+    .where(_CASES.c.subject_id == bindparam("person"))
+    .where(_CASES.c.status == CaseStatus.OPEN)
+    .order_by(_CASES.c.id)
 )
 
 
@@ -285,14 +287,14 @@ def history_of(
 
 def person_history(session: Session, email: str) -> dict[str, object]:
     """A person's history with the desk and the open cases about them, by address."""
-    person = find_person(session, email)
-    if person is None:
+    person_id = find_person_id(session, email)
+    if person_id is None:
         return {"email": email, "as_reporter": 0, "as_subject": 0, "open_cases": []}
-    open_cases = session.scalars(_OPEN_CASES_ABOUT, {"person": person.id})
+    open_cases = session.execute(_OPEN_CASES_ABOUT, {"person": person_id}).scalars()
     return {
-        "email": person.email,
-        **history_of(session, person.id),
-        "open_cases": [f"TS-{case_id}" for case_id in open_cases],
+        "email": normalise_address(email),
+        **history_of(session, person_id),
+        "open_cases": [case_ref(case_id) for case_id in open_cases],
     }
 
 

@@ -49,6 +49,12 @@ _INSERT = insert(_PEOPLE)
 _NAME = update(_PEOPLE).where(_PEOPLE.c.id == bindparam("person")).values(name=bindparam("name"))
 
 
+def find_person_id(session: Session, email: str) -> int | None:
+    """The id of the person with this address, if the desk knows them."""
+    found = session.execute(_ID_AND_NAME, {"email": normalise_address(email)}).first()
+    return None if found is None else int(found[0])
+
+
 def note_person(session: Session, email: str, now: datetime, name: str = "") -> int:
     """The id of the person with this address, written at once if new; a known name is kept.
 
