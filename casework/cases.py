@@ -70,8 +70,8 @@ def open_case(
     the message are written with plain statements: this is the intake's commonest path, and
     nothing here reads them back as ORM rows.
     """
-    reporter_id = note_person(session, message.from_address, now, message.from_name)
-    reporter = normalise_address(message.from_address)
+    reporter = note_person(session, message.from_address, now, message.from_name)
+    address = normalise_address(message.from_address)
     question = not proactive and is_question(message.subject, message.body_text)
     kind = CaseKind.QUESTION if question else CaseKind.REPORT
     detection = Detection.PROACTIVE if proactive else Detection.COMMUNITY_REPORT
@@ -87,7 +87,7 @@ def open_case(
             "status": CaseStatus.OPEN,
             "detection": detection,
             "suggested_category": suggested,
-            "reporter_id": reporter_id,
+            "reporter_id": reporter.id,
             "title": title,
             "created_at": now,
             "updated_at": now,
@@ -98,9 +98,9 @@ def open_case(
         session,
         now,
         "case.opened",
-        actor=reporter,
+        actor=address,
         case_id=case_id,
-        person_id=reporter_id,
+        person_id=reporter.id,
         case_kind=kind.value,
         message=inbound_id,
         suggested_category=suggested,
@@ -108,21 +108,25 @@ def open_case(
     )
     ref = case_ref(case_id)
     if not proactive:
-        _acknowledge(desk, session, ref, case_id, kind, reporter, message.message_id, now)
+        _acknowledge(desk, session, ref, case_id, kind, address, message.message_id, now)
     summary: dict[str, object] = {
         "ref": ref,
         "kind": kind.value,
         "status": CaseStatus.OPEN.value,
         "category": None,
         "suggested_category": suggested,
-        "reporter": reporter,
+        "reporter": address,
         "subject": None,
         "program": None,
         "assignee": None,
         "title": title,
         "created_at": now,
     }
-    context = moderator_context(session, case_id, summary, reporter_id, message, desk)
+    # A reporter first written just now has no earlier cases to count.
+    history = (
+        dict(NO_HISTORY) if reporter.new else history_of(session, reporter.id, other_than=case_id)
+    )
+    context = moderator_context(session, summary, history, message, desk)
     desk.tell_moderators(session, "moderator/new-case", case_id, context, now)
     return OpenedCase(case_id, inbound_id)
 
@@ -272,6 +276,9 @@ _OPEN_CASES_ABOUT = (
 )
 
 
+NO_HISTORY = {"as_reporter": 0, "as_subject": 0}
+
+
 def history_of(
     session: Session, person_id: int, *, other_than: int | None = None
 ) -> dict[str, int]:
@@ -289,7 +296,7 @@ def person_history(session: Session, email: str) -> dict[str, object]:
     """A person's history with the desk and the open cases about them, by address."""
     person_id = find_person_id(session, email)
     if person_id is None:
-        return {"email": email, "as_reporter": 0, "as_subject": 0, "open_cases": []}
+        return {"email": email, **NO_HISTORY, "open_cases": []}
     open_cases = session.execute(_OPEN_CASES_ABOUT, {"person": person_id}).scalars()
     return {
         "email": normalise_address(email),
@@ -300,9 +307,8 @@ def person_history(session: Session, email: str) -> dict[str, object]:
 
 def moderator_context(
     session: Session,
-    case_id: int,
     summary: dict[str, object],
-    reporter_id: int,
+    reporter_history: dict[str, int],
     message: InboundRecord,
     desk: Desk,
 ) -> dict[str, object]:
@@ -324,7 +330,7 @@ def moderator_context(
         "text": message.body_text,
         "truncated": message.truncated,
         "attachments": [(a.filename, a.content_type, a.size) for a in message.attachments],
-        "reporter_history": history_of(session, reporter_id, other_than=case_id),
+        "reporter_history": reporter_history,
         "mentioned": mentioned,
         "mentioned_history": [person_history(session, address) for address in mentioned],
         "rules": [(rule.code, rule.title) for rule in RULES],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -55,8 +56,14 @@ def find_person_id(session: Session, email: str) -> int | None:
     return None if found is None else int(found[0])
 
 
-def note_person(session: Session, email: str, now: datetime, name: str = "") -> int:
-    """The id of the person with this address, written at once if new; a known name is kept.
+@dataclass(frozen=True)
+class NotedPerson:
+    id: int
+    new: bool
+
+
+def note_person(session: Session, email: str, now: datetime, name: str = "") -> NotedPerson:
+    """The person with this address, written at once if new; a known name is kept.
 
     Plain statements, for the intake's hot path: a Person row of this address already loaded
     in the same transaction would not see a name written here.
@@ -66,8 +73,8 @@ def note_person(session: Session, email: str, now: datetime, name: str = "") -> 
     found = session.execute(_ID_AND_NAME, {"email": address}).first()
     if found is None:
         values = {"email": address, "name": name, "created_at": now}
-        return insert_row(session, _INSERT, values)
+        return NotedPerson(insert_row(session, _INSERT, values), new=True)
     person_id, known = found
     if name and not known:
         session.execute(_NAME, {"person": person_id, "name": name})
-    return int(person_id)
+    return NotedPerson(int(person_id), new=False)
