@@ -124,7 +124,7 @@ def open_case(
     }
     # A reporter first written just now has no earlier cases to count.
     history = (
-        dict(NO_HISTORY) if reporter.new else history_of(session, reporter.id, other_than=case_id)
+        dict(_NO_HISTORY) if reporter.new else history_of(session, reporter.id, other_than=case_id)
     )
     context = moderator_context(session, summary, history, message, desk)
     desk.tell_moderators(session, "moderator/new-case", case_id, context, now)
@@ -276,7 +276,7 @@ _OPEN_CASES_ABOUT = (
 )
 
 
-NO_HISTORY = {"as_reporter": 0, "as_subject": 0}
+_NO_HISTORY = {"as_reporter": 0, "as_subject": 0}
 
 
 def history_of(
@@ -296,7 +296,7 @@ def person_history(session: Session, email: str) -> dict[str, object]:
     """A person's history with the desk and the open cases about them, by address."""
     person_id = find_person_id(session, email)
     if person_id is None:
-        return {"email": email, **NO_HISTORY, "open_cases": []}
+        return {"email": email, **_NO_HISTORY, "open_cases": []}
     open_cases = session.execute(_OPEN_CASES_ABOUT, {"person": person_id}).scalars()
     return {
         "email": normalise_address(email),

@@ -200,7 +200,7 @@ class Pipeline:
                 row = self._record(session, parsed, source, now, Disposition.REJECTED, reason)
                 answer_caseless_reply(self._desk, session, row, answered, now)
                 return _result(row)
-        record = self._values(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
+        record = self._make_record(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
         proactive = self._from_a_moderator(parsed)
         opened = open_case(self._desk, session, record, now, proactive=proactive)
         return Result(
@@ -246,7 +246,7 @@ class Pipeline:
         else:
             # Auto-replies and loops, the bulk of automated mail, are only recorded: plain
             # inserts will do.
-            record = self._values(parsed, source, now, disposition, reason)
+            record = self._make_record(parsed, source, now, disposition, reason)
             inbound_id, case_id = insert_inbound(session, record), None
         record_event(
             session, now, "message.automated", message=inbound_id, verdict=verdict.verdict.value,
@@ -287,7 +287,7 @@ class Pipeline:
         disposition: Disposition,
         reason: str,
     ) -> InboundMessage:
-        row = self._row(parsed, source, now, disposition, reason)
+        row = self._make_record(parsed, source, now, disposition, reason).as_row()
         session.add(row)
         session.flush()
         return row
@@ -308,9 +308,10 @@ class Pipeline:
         if not same_record:
             reason = f"duplicate of inbound #{earlier.id}"
             keep = parsed.sha256 != earlier.sha256
-            session.add(
-                self._row(parsed, source, now, Disposition.DUPLICATE, reason, keep_raw=keep)
+            record = self._make_record(
+                parsed, source, now, Disposition.DUPLICATE, reason, keep_raw=keep
             )
+            insert_inbound(session, record)
         return Result(
             Outcome.DUPLICATE,
             earlier.id,
@@ -319,19 +320,7 @@ class Pipeline:
             f"seen before as inbound #{earlier.id}",
         )
 
-    def _row(
-        self,
-        parsed: ParsedMessage,
-        source: SourceRef,
-        now: datetime,
-        disposition: Disposition,
-        reason: str,
-        *,
-        keep_raw: bool = True,
-    ) -> InboundMessage:
-        return self._values(parsed, source, now, disposition, reason, keep_raw=keep_raw).as_row()
-
-    def _values(
+    def _make_record(
         self,
         parsed: ParsedMessage,
         source: SourceRef,
