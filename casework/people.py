@@ -24,23 +24,16 @@ def find_person(session: Session, email: str) -> Person | None:
     return session.scalars(_BY_EMAIL, {"email": normalise_address(email)}).first()
 
 
-def find_or_add_person(session: Session, email: str, now: datetime, name: str = "") -> Person:
-    """The person with this address; a new one is written at the session's next flush."""
+def ensure_person(session: Session, email: str, now: datetime, name: str = "") -> Person:
+    """The person with this address, created on first sight and written at once; a known name
+    is kept."""
     person = find_person(session, email)
     if person is None:
         person = Person(email=normalise_address(email), name=name.strip()[:200], created_at=now)
         session.add(person)
+        session.flush()
     elif name and not person.name:
         person.name = name.strip()[:200]
-    return person
-
-
-def ensure_person(session: Session, email: str, now: datetime, name: str = "") -> Person:
-    """The person with this address, created on first sight and written at once; a known name
-    is kept."""
-    person = find_or_add_person(session, email, now, name)
-    if person.id is None:
-        session.flush()
     return person
 
 
