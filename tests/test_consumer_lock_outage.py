@@ -10,7 +10,7 @@ from datetime import datetime
 
 import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from casework.clock import FixedClock
@@ -48,11 +48,19 @@ def inbound_count(app: App) -> int:
 
 
 class CountedLock(ConsumerLock):
-    """The real lock, counting the worker's attempts to take it."""
+    """The real lock, counting the worker's attempts to take it; `gate` holds an attempt back
+    (the test lets a standby take the lock first, as a faster host would)."""
 
     attempts = 0
 
+    def __init__(self, engine: Engine, key: str) -> None:
+        super().__init__(engine, key)
+        self.gate = threading.Event()
+        self.gate.set()
+
     def acquire(self) -> bool:
+        if not self.held:
+            assert self.gate.wait(10), "the test never opened the gate"
         self.attempts += 1
         return super().acquire()
 
@@ -136,8 +144,10 @@ def test_a_reader_that_lost_its_lock_stops_reading_until_it_has_it_again(
         consumers(pg_app, mine)
         wait_until(lambda: inbound_count(pg_app) == 1, 15)
 
+        mine.gate.clear()  # the standby is the first to try once the lock is free
         end_lock_sessions(pg_app.settings.database.url)  # e.g. PostgreSQL restarted
         wait_until(lambda: other.acquire(), 10)  # the standby takes over at once
+        mine.gate.set()
         wait_until(lambda: "lost the lock" in caplog.text, 10)
         tried = mine.attempts
 
