@@ -125,14 +125,23 @@ class Pipeline:
             except Exception as error:  # the parser met something it cannot read at all
                 return self._quarantine(raw, sha256, source, now, "unparseable message", error)
         try:
-            with transaction(self._sessions) as session:
-                return self._handle(session, parsed, source, now)
+            try:
+                with transaction(self._sessions) as session:
+                    return self._handle(session, parsed, source, now)
+            except IntegrityError as error:
+                # Another reader committed this very mailbox UID first (a worker whose lock
+                # went with its connection, before it noticed): handled once, by them.
+                earlier = self._recorded_meanwhile(source)
+                if earlier is not None:
+                    return earlier
+                # Another writer (`safetydesk ingest` beside the IMAP worker, say) added a row
+                # this message also adds, such as its sender, between our lookup and our
+                # insert. Nothing of this message was kept: once more, it finds their row.
+                label = _describe_source(source)
+                log.info("%s met a concurrent write, trying it again: %s", label, error.orig)
+                with transaction(self._sessions) as session:
+                    return self._handle(session, parsed, source, now)
         except IntegrityError as error:
-            # Another reader committed this very mailbox UID first (a worker whose lock went
-            # with its connection, before it noticed): handled once, by them.
-            earlier = self._recorded_meanwhile(source)
-            if earlier is not None:
-                return earlier
             return self._quarantine(raw, sha256, source, now, "database refused the message", error)
         except (OperationalError, DBAPIError) as error:
             if _is_outage(error):

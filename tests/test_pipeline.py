@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Table, event, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from casework.cases import case_summary, moderator_context
 from casework.clock import FixedClock
+from casework.db import make_engine
 from casework.models import (
     Attachment,
     AuditEvent,
@@ -346,3 +347,38 @@ def test_the_same_mailbox_uid_is_found_before_the_first_record_of_its_message(
         ]
     assert rows[6].disposition is Disposition.DUPLICATE and rows[8].message_id is None
     assert [row.uid if row else None for row in seen] == [6, 5, 8, 5, None]
+
+
+def test_a_sender_added_by_another_writer_meanwhile_does_not_quarantine_the_report(
+    app: App, clock: FixedClock
+) -> None:
+    """`safetydesk ingest` and the IMAP worker may write at once: the other one adds this
+    sender between the pipeline's lookup and its insert."""
+    other = make_engine(app.settings.database.url)
+    raced: list[str] = []
+
+    def add_the_sender_first(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.startswith("INSERT INTO people") and not raced:
+            raced.append(statement)
+            with other.begin() as connection:
+                connection.execute(
+                    insert(cast(Table, Person.__table__)),
+                    {"email": "priya.student@example.com", "name": "", "created_at": clock.now()},
+                )
+
+    event.listen(app.engine, "before_cursor_execute", add_the_sender_first)
+    try:
+        result = ingest(app, make_mail(name="Priya Sharma"), clock)
+    finally:
+        event.remove(app.engine, "before_cursor_execute", add_the_sender_first)
+        other.dispose()
+
+    assert raced and result is Outcome.PROCESSED
+    with app.sessions() as session:
+        people = session.scalars(select(Person)).all()
+        case = session.scalars(select(Case)).one()
+        assert session.scalars(select(QuarantineEntry)).all() == []
+        assert len(session.scalars(select(InboundMessage)).all()) == 1
+        assert len(session.scalars(select(OutboxMessage)).all()) == 1 + len(MODERATORS)
+    assert [(p.email, p.name) for p in people] == [("priya.student@example.com", "Priya Sharma")]
+    assert case.reporter_id == people[0].id
