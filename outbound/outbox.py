@@ -67,12 +67,12 @@ class Outbox:
         their own address, reply token and Message-ID."""
         rendered = self._render(notice, now)
         check_elements(notice, rendered.text)  # before any row exists: refused, not queued
+        rows = []
         for recipient in recipients:
             addressed = replace(notice, recipient=recipient)
             message_id = make_message_id(self._desk.domain)
             subject, raw = self._compose(addressed, rendered, message_id, now)
-            session.execute(
-                _INSERT,
+            rows.append(
                 {
                     "created_at": now,
                     "case_id": notice.case_id,
@@ -85,8 +85,10 @@ class Outbox:
                     "status": OutboxStatus.PENDING,
                     "attempts": 0,
                     "next_attempt_at": now,
-                },
+                }
             )
+        if rows:  # one statement for all the copies: one round trip on PostgreSQL
+            session.execute(_INSERT, rows)
 
     def compose(self, notice: Notice, message_id: str, now: datetime) -> bytes:
         """The message for `notice`, exactly as `queue` would store it."""
