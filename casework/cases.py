@@ -109,19 +109,15 @@ def open_case(
     ref = case_ref(case_id)
     if not proactive:
         _acknowledge(desk, session, ref, case_id, kind, address, message.message_id, now)
-    summary: dict[str, object] = {
-        "ref": ref,
-        "kind": kind.value,
-        "status": CaseStatus.OPEN.value,
-        "category": None,
-        "suggested_category": suggested,
-        "reporter": address,
-        "subject": None,
-        "program": None,
-        "assignee": None,
-        "title": title,
-        "created_at": now,
-    }
+    summary = summarise_case(
+        case_id=case_id,
+        kind=kind,
+        status=CaseStatus.OPEN,
+        title=title,
+        created_at=now,
+        suggested_category=suggested,
+        reporter=address,
+    )
     # A reporter first written just now has no earlier cases to count.
     history = (
         dict(_NO_HISTORY) if reporter.new else history_of(session, reporter.id, other_than=case_id)
@@ -244,18 +240,48 @@ def add_follow_up(
 
 def case_summary(session: Session, case: Case) -> dict[str, object]:
     """The plain facts of a case, for templates and the CLI."""
+    return summarise_case(
+        case_id=case.id,
+        kind=case.kind,
+        status=case.status,
+        title=case.title,
+        created_at=case.created_at,
+        category=case.category,
+        suggested_category=case.suggested_category,
+        reporter=case.reporter.email if case.reporter else None,
+        subject=case.subject.email if case.subject else None,
+        program=case.program.code if case.program else None,
+        assignee=case.assignee,
+    )
+
+
+def summarise_case(
+    *,
+    case_id: int,
+    kind: CaseKind,
+    status: CaseStatus,
+    title: str,
+    created_at: datetime,
+    category: str | None = None,
+    suggested_category: str | None = None,
+    reporter: str | None = None,
+    subject: str | None = None,
+    program: str | None = None,
+    assignee: str | None = None,
+) -> dict[str, object]:
+    """The plain facts of a case from its values (a case just written is not read back)."""
     return {
-        "ref": case.ref,
-        "kind": case.kind.value,
-        "status": case.status.value,
-        "category": case.category,
-        "suggested_category": case.suggested_category,
-        "reporter": case.reporter.email if case.reporter else None,
-        "subject": case.subject.email if case.subject else None,
-        "program": case.program.code if case.program else None,
-        "assignee": case.assignee,
-        "title": case.title,
-        "created_at": case.created_at,
+        "ref": case_ref(case_id),
+        "kind": kind.value,
+        "status": status.value,
+        "category": category,
+        "suggested_category": suggested_category,
+        "reporter": reporter,
+        "subject": subject,
+        "program": program,
+        "assignee": assignee,
+        "title": title,
+        "created_at": created_at,
     }
 
 
