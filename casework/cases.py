@@ -71,7 +71,6 @@ def open_case(
     nothing here reads them back as ORM rows.
     """
     reporter = note_person(session, message.from_address, now, message.from_name)
-    address = normalise_address(message.from_address)
     question = not proactive and is_question(message.subject, message.body_text)
     kind = CaseKind.QUESTION if question else CaseKind.REPORT
     detection = Detection.PROACTIVE if proactive else Detection.COMMUNITY_REPORT
@@ -98,7 +97,7 @@ def open_case(
         session,
         now,
         "case.opened",
-        actor=address,
+        actor=reporter.email,
         case_id=case_id,
         person_id=reporter.id,
         case_kind=kind.value,
@@ -108,7 +107,7 @@ def open_case(
     )
     ref = case_ref(case_id)
     if not proactive:
-        _acknowledge(desk, session, ref, case_id, kind, address, message.message_id, now)
+        _acknowledge(desk, session, ref, case_id, kind, reporter.email, message.message_id, now)
     summary = summarise_case(
         case_id=case_id,
         kind=kind,
@@ -116,7 +115,7 @@ def open_case(
         title=title,
         created_at=now,
         suggested_category=suggested,
-        reporter=address,
+        reporter=reporter.email,
     )
     # A reporter first written just now has no earlier cases to count.
     history = (

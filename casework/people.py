@@ -52,6 +52,7 @@ def find_person_id(session: Session, email: str) -> int | None:
 @dataclass(frozen=True)
 class NotedPerson:
     id: int
+    email: str  # as stored: normalised
     new: bool
 
 
@@ -66,8 +67,8 @@ def note_person(session: Session, email: str, now: datetime, name: str = "") -> 
     found = session.execute(_ID_AND_NAME, {"email": address}).first()
     if found is None:
         values = {"email": address, "name": name, "created_at": now}
-        return NotedPerson(insert_row(session, _INSERT, values), new=True)
+        return NotedPerson(insert_row(session, _INSERT, values), address, new=True)
     person_id, known = found
     if name and not known:
         session.execute(_NAME, {"person": person_id, "name": name})
-    return NotedPerson(int(person_id), new=False)
+    return NotedPerson(int(person_id), address, new=False)
