@@ -238,19 +238,19 @@ class Pipeline:
         disposition = Disposition.LOOP if verdict.verdict is Verdict.LOOP else Disposition.AUTOMATED
         reason = f"{verdict.verdict}: {verdict.rule}"
         desk = self._desk.desk
-        if verdict.verdict is Verdict.BOUNCE:
+        if verdict.verdict in (Verdict.BOUNCE, Verdict.FEEDBACK_REPORT):
+            # Tied to our mail: the suppression code sets the row's case, so it is an ORM row.
             row = self._record(session, parsed, source, now, disposition, reason)
-            record_bounce(
-                session, row, read_bounce(parsed, desk.domain), now, secret=desk.token_secret,
-                desk_address=desk.address, policy=self._suppression,
-            )  # fmt: skip
-            inbound_id, case_id = row.id, row.case_id
-        elif verdict.verdict is Verdict.FEEDBACK_REPORT:
-            row = self._record(session, parsed, source, now, disposition, reason)
-            record_complaint(
-                session, row, read_bounce(parsed, desk.domain), now, secret=desk.token_secret,
-                desk_address=desk.address,
-            )  # fmt: skip
+            report = read_bounce(parsed, desk.domain)
+            if verdict.verdict is Verdict.BOUNCE:
+                record_bounce(
+                    session, row, report, now, secret=desk.token_secret,
+                    desk_address=desk.address, policy=self._suppression,
+                )  # fmt: skip
+            else:
+                record_complaint(
+                    session, row, report, now, secret=desk.token_secret, desk_address=desk.address
+                )
             inbound_id, case_id = row.id, row.case_id
         else:
             # Auto-replies and loops, the bulk of automated mail, are only recorded: plain
