@@ -1,7 +1,8 @@
 """Throughput of the IMAP intake: N messages from a local Dovecot (or pymap) into the database.
 
 Usage: .venv/bin/python bench/imap_throughput.py [--messages 2000] [--server dovecot|pymap]
-       [--database sqlite|postgres] [--batch-size 200] [--after move|flag] [--profile]
+       [--database sqlite|postgres] [--batch-size 200] [--after move|flag]
+       [--kind report|automated] [--parse-workers 1] [--messages-per-commit 25] [--profile]
 
 Starts its own server on a free loopback port (as the tests do), delivers the messages,
 then times one `run_pass` of the intake over them and prints messages per second.
@@ -75,6 +76,7 @@ def main() -> int:
     parser.add_argument("--after", choices=["move", "flag"], default="move")
     parser.add_argument("--kind", choices=["report", "automated"], default="report")
     parser.add_argument("--parse-workers", type=int, default=1)
+    parser.add_argument("--messages-per-commit", type=int, default=25)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     print(machine_reference())
@@ -108,6 +110,7 @@ def measure(args: argparse.Namespace, server: ImapServer, work: Path, url: str) 
                 "batch_size": args.batch_size,
                 "after_processing": args.after,
                 "parse_workers": args.parse_workers,
+                "messages_per_commit": args.messages_per_commit,
             },
         },
     )
@@ -139,7 +142,7 @@ def measure(args: argparse.Namespace, server: ImapServer, work: Path, url: str) 
     left = len(server.uids("INBOX")) if args.after == "move" else 0
     print(
         f"{args.server} -> {args.database}, {args.kind}, batch {args.batch_size}, "
-        f"parse workers {args.parse_workers}, "
+        f"parse workers {args.parse_workers}, {args.messages_per_commit} per commit, "
         f"{args.after}: "
         f"{len(report.results)} messages in {elapsed:.2f}s = "
         f"{len(report.results) / elapsed:.0f} messages/s "

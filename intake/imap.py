@@ -36,7 +36,7 @@ from intake.imap_cursor import (
 )
 from intake.imap_parse import ParseAhead
 from intake.parse import sha256_of
-from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
+from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class ImapOptions:
     reconnect_max: float = 300.0
     login_alert_after: int = 3
     parse_workers: int = 1
+    messages_per_commit: int = 25
     idle_renew_seconds: float = IDLE_RENEW_SECONDS
 
     @property
@@ -251,14 +252,29 @@ class ImapIntake:
         report.skipped_known += len(carried)
         report.fetch_seconds += clock() - started
         done, bad = sorted(recorded), sorted(quarantined)
-        handled_upto = 0
+        # Messages are committed in groups; the cursor passes a UID only once it and every UID
+        # before it are settled. A stop leaves the uncommitted group on the server, unread.
+        handled_upto = passed = 0
+        group: list[tuple[int, Pending]] = []
+
+        def commit_group() -> None:
+            nonlocal handled_upto
+            results = self._pipeline.process_group([pending for _, pending in group], now)
+            for (uid, _), result in zip(group, results, strict=True):
+                report.results.append(result)
+                (bad if result.outcome is Outcome.QUARANTINED else done).append(uid)
+            group.clear()
+            handled_upto = passed
+
         started = clock()
         fetched = [uid for uid in todo if uid in raws and uid not in carried]
         parsed_ahead = self._parser.parse_all([raws[uid] for uid in fetched])
         try:
             for uid in batch:
                 if uid in recorded or uid in quarantined:
-                    handled_upto = uid
+                    passed = uid
+                    if not group:
+                        handled_upto = uid
                     continue
                 if should_stop():
                     break
@@ -268,7 +284,10 @@ class ImapIntake:
                 )
                 if raw is None and uid in present:
                     # It exists but the server will not hand it over, even on its own: kept in
-                    # quarantine (and on the server) so that it blocks none behind it.
+                    # quarantine (and on the server) so that it blocks none behind it. Those
+                    # before it are committed first: results stay in the mailbox's order.
+                    if group:
+                        commit_group()
                     reason = refused.get(uid, "the server returned no body")
                     result = self._pipeline.quarantine(
                         b"", source, now(), "the server did not return the message",
@@ -277,11 +296,16 @@ class ImapIntake:
                     report.results.append(result)
                     bad.append(uid)
                 elif raw is not None:
-                    result = self._pipeline.process(raw, source, now(), next(parsed_ahead))
-                    report.results.append(result)
-                    (bad if result.outcome is Outcome.QUARANTINED else done).append(uid)
+                    group.append((uid, Pending(raw, source, next(parsed_ahead))))
                 # A UID whose message vanished (expunged by someone else) is simply passed.
-                handled_upto = uid
+                passed = uid
+                if not group:
+                    handled_upto = uid
+                elif len(group) >= self.options.messages_per_commit:
+                    commit_group()
+            else:
+                if group:
+                    commit_group()
         finally:
             report.pipeline_seconds += clock() - started
             started = clock()

@@ -1,9 +1,10 @@
-"""One inbound message, one transaction: dedupe, classify, hand to casework, or quarantine."""
+"""Every inbound message kept whole or not at all: dedupe, classify, casework or quarantine."""
 
 from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -77,6 +78,15 @@ class SourceRef:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A message waiting to be handled: its bytes, where it came from, and its parse if done."""
+
+    raw: bytes
+    source: SourceRef
+    parsed: ParsedMessage | None = None
+
+
+@dataclass(frozen=True)
 class Result:
     outcome: Outcome
     inbound_id: int | None = None
@@ -116,14 +126,11 @@ class Pipeline:
         `parsed` is `raw` already parsed under this pipeline's `limits` (done off the database
         path by a bulk reader); without it the message is parsed here, in the bounded parser.
         """
-        sha256 = sha256_of(raw)
         if parsed is None:
-            try:
-                parsed = self._parser.parse(raw)
-            except MessageRefused as error:
-                return self._quarantine(raw, sha256, source, now, "refused", error)
-            except Exception as error:  # the parser met something it cannot read at all
-                return self._quarantine(raw, sha256, source, now, "unparseable message", error)
+            parsed_now = self._parse(raw, source, now)
+            if isinstance(parsed_now, Result):
+                return parsed_now
+            parsed = parsed_now
         try:
             try:
                 with transaction(self._sessions) as session:
@@ -142,13 +149,57 @@ class Pipeline:
                 with transaction(self._sessions) as session:
                     return self._handle(session, parsed, source, now)
         except IntegrityError as error:
-            return self._quarantine(raw, sha256, source, now, "database refused the message", error)
+            return self.quarantine(raw, source, now, "database refused the message", error)
         except (OperationalError, DBAPIError) as error:
             if _is_outage(error):
                 raise TemporaryFailure(f"database unavailable: {error.orig}") from error
-            return self._quarantine(raw, sha256, source, now, "database refused the message", error)
+            return self.quarantine(raw, source, now, "database refused the message", error)
         except Exception as error:
-            return self._quarantine(raw, sha256, source, now, "processing failed", error)
+            return self.quarantine(raw, source, now, "processing failed", error)
+
+    def process_group(
+        self, items: Sequence[Pending], now: Callable[[], datetime]
+    ) -> Iterator[Result]:
+        """Handle several messages under one commit; each result as `process` would give it.
+
+        The group's rows are committed together, so each message is kept whole or not at all.
+        Should any message fail, or the commit, nothing of the group is kept and every message
+        is handled again by `process`, in its own transaction: the failing one is quarantined
+        alone and blocks none of the others. Results come in order, each once it is committed;
+        a database outage raises TemporaryFailure, after the results committed before it.
+        """
+        parses = [item.parsed or self._parse(item.raw, item.source, now()) for item in items]
+        handled: dict[int, Result] = {}
+        if sum(1 for parsed in parses if isinstance(parsed, ParsedMessage)) > 1:
+            try:
+                with transaction(self._sessions) as session:
+                    for index, (item, parsed) in enumerate(zip(items, parses, strict=True)):
+                        if isinstance(parsed, ParsedMessage):
+                            handled[index] = self._handle(session, parsed, item.source, now())
+            except Exception as error:
+                if isinstance(error, DBAPIError) and _is_outage(error):
+                    raise TemporaryFailure(f"database unavailable: {error.orig}") from error
+                log.info(
+                    "a group of %d messages failed (%s: %s); handling each on its own",
+                    len(items), type(error).__name__, error,
+                )  # fmt: skip
+                handled.clear()
+        for index, (item, parsed) in enumerate(zip(items, parses, strict=True)):
+            if isinstance(parsed, Result):  # refused by the parser, already quarantined
+                yield parsed
+            elif index in handled:
+                yield handled[index]
+            else:
+                yield self.process(item.raw, item.source, now(), parsed)
+
+    def _parse(self, raw: bytes, source: SourceRef, now: datetime) -> ParsedMessage | Result:
+        """`raw` parsed in the bounded parser, or the quarantine entry of a message it refused."""
+        try:
+            return self._parser.parse(raw)
+        except MessageRefused as error:
+            return self.quarantine(raw, source, now, "refused", error)
+        except Exception as error:  # the parser met something it cannot read at all
+            return self.quarantine(raw, source, now, "unparseable message", error)
 
     def _recorded_meanwhile(self, source: SourceRef) -> Result | None:
         if source.uid is None:
@@ -163,13 +214,6 @@ class Pipeline:
                 return None
             why = f"recorded meanwhile by another reader as inbound #{row.id}"
             return Result(Outcome.DUPLICATE, row.id, row.case_id, row.disposition, why)
-
-    def quarantine(
-        self, raw: bytes, source: SourceRef, now: datetime, reason: str, error: BaseException
-    ) -> Result:
-        """Keep a message that cannot go through the pipeline at all, with why; raises only
-        TemporaryFailure (the database is down)."""
-        return self._quarantine(raw, sha256_of(raw), source, now, reason, error)
 
     def _handle(
         self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
@@ -365,15 +409,11 @@ class Pipeline:
             ),
         )
 
-    def _quarantine(
-        self,
-        raw: bytes,
-        sha256: str,
-        source: SourceRef,
-        now: datetime,
-        reason: str,
-        error: BaseException,
+    def quarantine(
+        self, raw: bytes, source: SourceRef, now: datetime, reason: str, error: BaseException
     ) -> Result:
+        """Keep a message that cannot go through the pipeline at all, with why; raises only
+        TemporaryFailure (the database is down)."""
         log.warning("quarantined %s: %s: %s", source.label or source.uid, reason, error)
         detail = "".join(traceback.format_exception(error))[-20000:]
         try:
@@ -386,7 +426,7 @@ class Pipeline:
                     entry = QuarantineEntry(
                         received_at=now,
                         source=_describe_source(source),
-                        sha256=sha256,
+                        sha256=sha256_of(raw),
                         raw=raw,
                         reason=why,
                         error=detail,

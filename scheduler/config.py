@@ -64,6 +64,7 @@ class ImapSettings:
     reconnect_max: Duration = Duration(seconds=300)
     login_alert_after: int = 3
     parse_workers: int = 1
+    messages_per_commit: int = 25
     ca_file: Path | None = None
 
 
@@ -338,6 +339,7 @@ _SCHEMA: dict[str, dict[str, Reader]] = {
         "reconnect_max": _read_period,
         "login_alert_after": _read_count,
         "parse_workers": _read_int,
+        "messages_per_commit": _read_count,
         "ca_file": _read_path,
     },
     "outbound": {

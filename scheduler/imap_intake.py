@@ -51,6 +51,7 @@ def imap_options(settings: Settings) -> ImapOptions:
         reconnect_max=imap.reconnect_max.approximate().total_seconds(),
         login_alert_after=imap.login_alert_after,
         parse_workers=imap.parse_workers,
+        messages_per_commit=imap.messages_per_commit,
     )
 
 

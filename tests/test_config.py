@@ -129,6 +129,14 @@ def test_minimal_config_gets_the_policy_defaults(tmp_path: Path) -> None:
             "[intake.imap] token_command[1]: expected a string",
         ),
         ("[intake.imap]\nbatch_size = 0", "[intake.imap] batch_size: must be at least 1, got 0"),
+        (
+            "[intake.imap]\nmessages_per_commit = 0",
+            "[intake.imap] messages_per_commit: must be at least 1, got 0",
+        ),
+        (
+            '[intake.imap]\nmessages_per_commit = "25"',
+            "[intake.imap] messages_per_commit: expected an integer",
+        ),
         ("[outbound]\nbatch_size = 0", "[outbound] batch_size: must be at least 1, got 0"),
         ("[outbound]\nmax_attempts = 0", "[outbound] max_attempts: must be at least 1"),
         ("[intake]\nmax_message_bytes = 0", "[intake] max_message_bytes: must be at least 1"),

@@ -105,12 +105,13 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     started = time.monotonic()
     for _ in range(6):
         process = worker(config)
-        before = recorded()
-        # Kill only once it is really working: some progress since start, then a random delay.
+        # Kill only once it is really working: a random amount of progress since its start
+        # (whatever the machine's speed), then a random moment within the work that follows.
+        target = recorded() + chance.randint(1, MESSAGES // 4)
         deadline = time.monotonic() + 15
-        while recorded() == before and process.poll() is None and time.monotonic() < deadline:
+        while recorded() < target and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
-        time.sleep(chance.uniform(0.0, 0.4))
+        time.sleep(chance.uniform(0.0, 0.05))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         progress.append(recorded())

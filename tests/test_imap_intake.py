@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from casework.clock import FixedClock
 from casework.desk import Desk
@@ -36,7 +38,7 @@ from intake.imap_client import (
 )
 from intake.imap_cursor import held_from_earlier_uidvalidity
 from intake.parse import ParsedMessage
-from intake.pipeline import Outcome, Pipeline, Result, SourceRef, TemporaryFailure
+from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
 from scheduler.app import App, build_app
 from scheduler.config import Settings
 from scheduler.imap_intake import check_imap, imap_options
@@ -105,14 +107,14 @@ class RestartingPipeline(Pipeline):
         self._after = after
         self.seen = 0
 
-    def process(
-        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
-    ) -> Result:
-        result = super().process(raw, source, now, parsed)
-        self.seen += 1
-        if self.seen == self._after:
-            self._server.restart()
-        return result
+    def process_group(
+        self, items: Sequence[Pending], now: Callable[[], datetime]
+    ) -> Iterator[Result]:
+        for result in super().process_group(items, now):
+            yield result
+            self.seen += 1  # committed
+            if self.seen == self._after:
+                self._server.restart()
 
 
 # --- new mail, batches, move vs flag ---------------------------------------------------------
@@ -313,10 +315,12 @@ class DeliveringPipeline(Pipeline):
         )
         self._server = server
 
-    def process(self, raw: bytes, source: SourceRef, now: datetime, *rest: Any) -> Result:
-        if b"<first@client.example>" in raw:
+    def process_group(
+        self, items: Sequence[Pending], now: Callable[[], datetime]
+    ) -> Iterator[Result]:
+        if any(b"<first@client.example>" in item.raw for item in items):
             self._server.deliver(make_mail(message_id="<during@client.example>"))
-        return super().process(raw, source, now, *rest)
+        return super().process_group(items, now)
 
 
 def test_mail_arriving_during_a_pass_is_not_left_for_the_poll(
@@ -402,9 +406,16 @@ def _is_idling(intake: ImapIntake) -> bool:
 class Serving:
     """`serve()` in a thread whose waits are recorded and cut short: time is the test's."""
 
-    def __init__(self, intake: ImapIntake, clock: FixedClock, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        intake: ImapIntake,
+        clock: FixedClock,
+        poll_seconds: float,
+        after_failure: Callable[[], None] = lambda: None,
+    ) -> None:
         self.waits: list[float] = []
         self._poll = poll_seconds
+        self._after_failure = after_failure
         self._stop = threading.Event()
         backoff = Backoff(1.0, 8.0, uniform=lambda low, high: high)
         self._thread = threading.Thread(
@@ -415,6 +426,8 @@ class Serving:
 
     def _wait(self, seconds: float) -> bool:
         self.waits.append(seconds)
+        if seconds != self._poll:  # a backoff: whatever failed may come back meanwhile
+            self._after_failure()
         return self._stop.wait(0.02)
 
     @property
@@ -483,7 +496,7 @@ def test_serving_waits_out_a_database_outage_and_loses_nothing(
     imap_server.deliver(*mails(4))
     outage = OutagePipeline(app, at=2)
     intake = ImapIntake(imap_options(app.settings), outage, app.sessions)
-    with Serving(intake, clock, poll_seconds=30) as serving:
+    with Serving(intake, clock, poll_seconds=30, after_failure=outage.end) as serving:
         wait_until(lambda: count(app, InboundMessage) == 4, 15)
         wait_until(lambda: imap_server.uids("INBOX") == [], 10)
     assert serving.backoffs[:1] == [1.0]
@@ -560,7 +573,8 @@ def test_server_restart_mid_batch_loses_and_duplicates_nothing(
 
 
 class OutagePipeline(Pipeline):
-    """The real pipeline; the database "goes away" at message number `at` (once)."""
+    """The real pipeline; the database goes away when the `at`-th message is handled, and
+    refuses every statement after that until `end()`."""
 
     def __init__(self, app: App, at: int) -> None:
         super().__init__(
@@ -568,38 +582,90 @@ class OutagePipeline(Pipeline):
         )
         self._at = at
         self.seen = 0
+        self.ended = False
 
-    def process(
-        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+    def end(self) -> None:
+        self.ended = True
+
+    def _handle(
+        self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
     ) -> Result:
         self.seen += 1
-        if self.seen == self._at:
-            raise TemporaryFailure("database unavailable: connection refused")
-        return super().process(raw, source, now, parsed)
+        if self.seen >= self._at and not self.ended:
+            refused = ConnectionRefusedError("connection refused")
+            raise OperationalError("SELECT inbound_messages.id", {}, refused)
+        return super()._handle(session, parsed, source, now)
 
 
+@pytest.mark.parametrize(("per_commit", "committed"), [(1, 3), (2, 2), (25, 0)])
 def test_database_outage_moves_only_what_was_committed(
-    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+    imap_server: ImapServer,
+    imap_app: Callable[..., App],
+    clock: FixedClock,
+    per_commit: int,
+    committed: int,
 ) -> None:
-    app = imap_app(batch_size=10)
+    app = imap_app(batch_size=10, messages_per_commit=per_commit)
     imap_server.deliver(*mails(6))
-    intake = ImapIntake(imap_options(app.settings), OutagePipeline(app, at=4), app.sessions)
+    outage = OutagePipeline(app, at=4)
+    intake = ImapIntake(imap_options(app.settings), outage, app.sessions)
 
     with pytest.raises(TemporaryFailure):
         intake.run_pass(clock.now)
 
-    assert count(app, InboundMessage) == 3
-    assert imap_server.message_ids(PROCESSED) == [f"<m-{i}@client.example>" for i in range(3)]
-    assert len(imap_server.uids("INBOX")) == 3
+    # One commit per message keeps the first three; groups of two keep the first group only;
+    # one group of all six keeps nothing. Whatever was kept was moved, and nothing else.
+    assert count(app, InboundMessage) == committed
+    assert count(app, Case) == committed
+    assert count(app, QuarantineEntry) == 0
+    assert imap_server.message_ids(PROCESSED) == [
+        f"<m-{i}@client.example>" for i in range(committed)
+    ]
+    assert len(imap_server.uids("INBOX")) == 6 - committed
     with app.sessions() as session:
-        assert session.scalars(select(MailboxCursor.last_uid)).one() == 3
+        assert list(session.scalars(select(MailboxCursor.last_uid))) == (
+            [committed] if committed else []
+        )
 
+    outage.end()
     report = intake.run_pass(clock.now)
     intake.close()
 
-    assert len(report.results) == 3
+    assert len(report.results) == 6 - committed
     assert count(app, InboundMessage) == 6
     assert count(app, Case) == 6
+    assert imap_server.uids("INBOX") == []
+
+
+def test_a_stop_leaves_the_uncommitted_group_on_the_server_and_the_cursor_before_it(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(batch_size=10, messages_per_commit=4)
+    imap_server.deliver(*mails(10))
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions)
+    asked: list[int] = []
+
+    def stop_at_the_seventh() -> bool:
+        asked.append(1)
+        return len(asked) >= 7
+
+    report = intake.run_pass(clock.now, stop_at_the_seventh)
+
+    # Messages 1-4 were one group, committed and moved; 5 and 6 were waiting for their group's
+    # commit when the stop came, and are left for the next pass.
+    assert len(report.results) == 4
+    assert [r.message_id for r in inbound_rows(app)] == [
+        f"<m-{i}@client.example>" for i in range(4)
+    ]
+    assert imap_server.message_ids(PROCESSED) == [f"<m-{i}@client.example>" for i in range(4)]
+    assert len(imap_server.uids("INBOX")) == 6
+    with app.sessions() as session:
+        assert session.scalars(select(MailboxCursor.last_uid)).one() == 4
+
+    again = intake.run_pass(clock.now)
+    intake.close()
+    assert len(again.results) == 6
+    assert len({r.message_id for r in inbound_rows(app)}) == count(app, Case) == 10
     assert imap_server.uids("INBOX") == []
 
 
