@@ -27,7 +27,9 @@ def deep_message() -> bytes:
 
 def test_a_parse_over_the_time_limit_hands_the_rest_back_to_the_pipeline() -> None:
     batch = [make_mail(subject=f"report {n}") for n in range(16)]
-    batch[9] = slow_message()
+    # The chunk's allowance is 0.2 s + 0.5 s per message (4.2 s): four slow messages take
+    # three times that even on a fast machine (3.5 s each on one).
+    batch[9:13] = [slow_message()] * 4
     ahead = ParseAhead(Limits(parse_timeout=0.2), workers=1, chunk=8)
     try:
         parsed = list(ahead.parse_all(batch))
