@@ -1,7 +1,7 @@
-"""Cost of the pipeline alone: N pre-parsed messages through `Pipeline.process`, no IMAP.
+"""Cost of the pipeline alone: N pre-parsed messages through `Pipeline.process_group`, no IMAP.
 
 Usage: .venv/bin/python bench/pipeline_bench.py [--messages 1000] [--kind report|automated]
-       [--database sqlite|postgres] [--moderators 1]
+       [--database sqlite|postgres] [--moderators 1] [--messages-per-commit 25]
 
 Prints milliseconds per message (wall and CPU) and the SQL statements one message costs, by kind
 of statement. Parsing is done before the clock starts, as the IMAP intake's parse helper does.
@@ -26,7 +26,7 @@ from sqlalchemy import event
 from bench.imap_throughput import corpus
 from bench.scratch import bench_settings, machine_reference, scratch_database
 from intake.parse import parse_message
-from intake.pipeline import SourceRef
+from intake.pipeline import Pending, SourceRef
 from scheduler.app import build_app
 from scheduler.config import Settings
 
@@ -38,6 +38,9 @@ def main() -> int:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
         "--moderators", type=int, default=1, help="each new case emails every moderator"
+    )
+    parser.add_argument(
+        "--messages-per-commit", type=int, default=25, help="as [intake.imap] messages_per_commit"
     )
     args = parser.parse_args()
     print(machine_reference())
@@ -76,15 +79,21 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
     def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         statements[" ".join(statement.split()[:3])] += 1
 
+    pending = [
+        Pending(raw, SourceRef(mailbox="INBOX", uidvalidity=1, uid=uid), message)
+        for uid, (raw, message) in enumerate(zip(messages, parsed, strict=True), start=1)
+    ]
     now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    size = args.messages_per_commit
     started, cpu_started = time.perf_counter(), time.process_time()
-    for uid, (raw, message) in enumerate(zip(messages, parsed, strict=True), start=1):
-        source = SourceRef(mailbox="INBOX", uidvalidity=1, uid=uid)
-        app.pipeline.process(raw, source, now, parsed=message)
+    for start in range(0, len(pending), size):
+        for _ in app.pipeline.process_group(pending[start : start + size], lambda: now):
+            pass
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     n = len(messages)
     print(
-        f"{args.database}, {n} {args.kind} messages, {args.moderators} moderator(s): "
+        f"{args.database}, {n} {args.kind} messages, {args.moderators} moderator(s), "
+        f"{size} per commit: "
         f"{elapsed / n * 1000:.2f} ms/message wall "
         f"({n / elapsed:.0f}/s), {cpu / n * 1000:.2f} ms/message CPU"
     )
