@@ -169,21 +169,12 @@ class Pipeline:
         a database outage raises TemporaryFailure, after the results committed before it.
         """
         parses = [item.parsed or self._parse(item.raw, item.source, now()) for item in items]
-        handled: dict[int, Result] = {}
-        if sum(1 for parsed in parses if isinstance(parsed, ParsedMessage)) > 1:
-            try:
-                with transaction(self._sessions) as session:
-                    for index, (item, parsed) in enumerate(zip(items, parses, strict=True)):
-                        if isinstance(parsed, ParsedMessage):
-                            handled[index] = self._handle(session, parsed, item.source, now())
-            except Exception as error:
-                if isinstance(error, DBAPIError) and _is_outage(error):
-                    raise TemporaryFailure(f"database unavailable: {error.orig}") from error
-                log.info(
-                    "a group of %d messages failed (%s: %s); handling each on its own",
-                    len(items), type(error).__name__, error,
-                )  # fmt: skip
-                handled.clear()
+        ready = [
+            (index, item.source, parsed)
+            for index, (item, parsed) in enumerate(zip(items, parses, strict=True))
+            if isinstance(parsed, ParsedMessage)
+        ]
+        handled = self._handle_together(ready, now) if len(ready) > 1 else {}
         for index, (item, parsed) in enumerate(zip(items, parses, strict=True)):
             if isinstance(parsed, Result):  # refused by the parser, already quarantined
                 yield parsed
@@ -191,6 +182,33 @@ class Pipeline:
                 yield handled[index]
             else:
                 yield self.process(item.raw, item.source, now(), parsed)
+
+    def _handle_together(
+        self,
+        ready: Sequence[tuple[int, SourceRef, ParsedMessage]],
+        now: Callable[[], datetime],
+    ) -> dict[int, Result]:
+        """The results of `ready` by index, all committed at once; none when the group failed
+        (then nothing of it was kept)."""
+        handled: dict[int, Result] = {}
+        try:
+            with transaction(self._sessions) as session:
+                for index, source, parsed in ready:
+                    handled[index] = self._handle(session, parsed, source, now())
+                    # The next message starts from the database, as in a transaction of its
+                    # own: no ORM row loaded for this one (which plain statements may change
+                    # behind it) is handed on.
+                    session.flush()
+                    session.expunge_all()
+        except Exception as error:
+            if isinstance(error, DBAPIError) and _is_outage(error):
+                raise TemporaryFailure(f"database unavailable: {error.orig}") from error
+            log.info(
+                "a group of %d messages failed (%s: %s); handling each on its own",
+                len(ready), type(error).__name__, error,
+            )  # fmt: skip
+            return {}
+        return handled
 
     def _parse(self, raw: bytes, source: SourceRef, now: datetime) -> ParsedMessage | Result:
         """`raw` parsed in the bounded parser, or the quarantine entry of a message it refused."""

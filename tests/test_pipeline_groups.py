@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 import casework.cases
 from casework.clock import FixedClock
 from casework.models import Case, Disposition, InboundMessage, OutboxMessage, Person
 from casework.models import QuarantineEntry as Quarantined
-from intake.parse import parse_message
-from intake.pipeline import Outcome, Pending, Result, SourceRef, TemporaryFailure
+from intake.parse import ParsedMessage, parse_message
+from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
 from scheduler.app import App
 from tests.conftest import MODERATORS
 from tests.mail import make_mail
@@ -108,6 +110,61 @@ def test_a_group_is_one_commit_with_the_rows_of_one_message_at_a_time(
     assert [row.uid for row in inbound] == [1, 2, 3, 4, 5]
     assert rows(app, OutboxMessage) == 4 * NOTICES_PER_CASE
     assert rows(app, Quarantined) == 0
+
+
+class WatchingPipeline(Pipeline):
+    """The real pipeline, noting how many ORM rows each message finds loaded when it starts."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(
+            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
+        )
+        self.loaded: list[int] = []
+
+    def _handle(
+        self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
+    ) -> Result:
+        self.loaded.append(len(session.identity_map))
+        return super()._handle(session, parsed, source, now)
+
+
+def test_each_message_of_a_group_starts_from_the_database(
+    app: App, clock: FixedClock, commits: list[str]
+) -> None:
+    """No ORM row loaded for one message is handed to the next: plain statements of a later
+    message could change it behind the ORM's back, as they could not in separate sessions."""
+    # The session forgets rows nothing holds; hold every row, as a reference cycle or a cache
+    # could, or the count below would prove nothing.
+    held: list[object] = []
+
+    def hold(_session: Session, row: object) -> None:
+        held.append(row)
+
+    watching = WatchingPipeline(app)
+    raws = [
+        report(0),
+        report(1, message_id="<group-0@client.example>"),  # a duplicate: loads the first record
+        make_mail(sender="mailer-daemon@example.net", subject="Undelivered Mail Returned"),
+        report(2),
+    ]
+    event.listen(app.sessions, "loaded_as_persistent", hold)
+    event.listen(app.sessions, "pending_to_persistent", hold)
+    try:
+        results = list(watching.process_group(pending(app, *raws), clock.now))
+    finally:
+        event.remove(app.sessions, "loaded_as_persistent", hold)
+        event.remove(app.sessions, "pending_to_persistent", hold)
+
+    assert [r.outcome for r in results] == [
+        Outcome.PROCESSED,
+        Outcome.DUPLICATE,
+        Outcome.PROCESSED,
+        Outcome.PROCESSED,
+    ]
+    assert results[2].disposition is Disposition.AUTOMATED  # the bounce's row is an ORM row
+    assert commits == ["commit"]
+    assert len(held) >= 2  # the first record, loaded for the duplicate, and the bounce's row
+    assert watching.loaded == [0, 0, 0, 0]
 
 
 def poison_after_writing(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
