@@ -4,11 +4,10 @@ Usage: .venv/bin/python bench/driver_floor.py [--messages 2000]
 
 Writes what the pipeline writes for a new report (one dedupe lookup, the reporter, the case,
 the inbound record and its attachments, an audit event, the lookup of the person the report
-mentions, two outbox rows)
-with hand-written SQL on the desk's own schema, one durable commit per message, and times
-separately what no driver can save: classifying the message and rendering and composing the
-two emails. Their sum is about the best any Python pipeline on this schema could do per
-report; compare it with `bench/pipeline_bench.py`.
+mentions, two outbox rows) with hand-written SQL on the desk's own schema, one durable commit
+per message, and times separately what no driver can save: classifying the message and
+rendering and composing the two emails. Their sum is about the best any Python pipeline on
+this schema could do per report; compare it with `bench/pipeline_bench.py`.
 """
 
 from __future__ import annotations
