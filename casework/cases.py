@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from casework.audit import record_event
 from casework.db import insert_row
 from casework.desk import Desk
+from casework.held_rows import blind_to_held_rows
 from casework.inbound import InboundRecord, insert_inbound
 from casework.models import (
     Case,
@@ -32,7 +33,7 @@ _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
 # Bounded repeats: an unbounded `[\w.+'-]+@` is quadratic on a long run of letters with no @.
 _ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}")
 _CASES = cast(Table, Case.__table__)
-_INSERT_CASE = insert(_CASES)
+_INSERT_CASE = blind_to_held_rows(insert(_CASES))
 
 
 class UnknownCase(LookupError):
@@ -286,14 +287,19 @@ def summarise_case(
 
 # A person's cases as reporter and as subject, leaving out one case (or none: id 0). These run
 # for every new case, on the table's columns: plain statements skip the ORM's result machinery.
-_HISTORY = select(
-    func.count().filter(_CASES.c.reporter_id == bindparam("person")),
-    func.count().filter(_CASES.c.subject_id == bindparam("person")),
-).where(
-    or_(_CASES.c.reporter_id == bindparam("person"), _CASES.c.subject_id == bindparam("person")),
-    _CASES.c.id != bindparam("other_than"),
+_HISTORY = blind_to_held_rows(
+    select(
+        func.count().filter(_CASES.c.reporter_id == bindparam("person")),
+        func.count().filter(_CASES.c.subject_id == bindparam("person")),
+    ).where(
+        or_(
+            _CASES.c.reporter_id == bindparam("person"),
+            _CASES.c.subject_id == bindparam("person"),
+        ),
+        _CASES.c.id != bindparam("other_than"),
+    )
 )
-_OPEN_CASES_ABOUT = (
+_OPEN_CASES_ABOUT = blind_to_held_rows(
     select(_CASES.c.id)
     .where(_CASES.c.subject_id == bindparam("person"))
     .where(_CASES.c.status == CaseStatus.OPEN)

@@ -14,6 +14,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import CursorResult, Engine, Insert, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from casework.held_rows import watch_held_rows
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -41,7 +43,9 @@ def make_engine(url: str) -> Engine:
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    watch_held_rows(sessions)
+    return sessions
 
 
 @contextmanager

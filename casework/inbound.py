@@ -10,12 +10,13 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from casework.db import insert_row
+from casework.held_rows import blind_to_held_rows
 from casework.models import Attachment, Disposition, InboundMessage, Party
 
 # Plain INSERTs for the record of a message nothing reads back in its own transaction: on the
 # intake's hot path a unit-of-work flush costs several times what the statements do.
-_INSERT_MESSAGE = insert(cast(Table, InboundMessage.__table__))
-_INSERT_ATTACHMENT = insert(cast(Table, Attachment.__table__))
+_INSERT_MESSAGE = blind_to_held_rows(insert(cast(Table, InboundMessage.__table__)))
+_INSERT_ATTACHMENT = blind_to_held_rows(insert(cast(Table, Attachment.__table__)))
 
 
 @dataclass(frozen=True)

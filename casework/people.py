@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from casework.db import insert_row
+from casework.held_rows import blind_to_held_rows
 from casework.models import Person
 
 
@@ -38,9 +39,13 @@ def ensure_person(session: Session, email: str, now: datetime, name: str = "") -
 
 
 _PEOPLE = cast(Table, Person.__table__)
-_ID_AND_NAME = select(_PEOPLE.c.id, _PEOPLE.c.name).where(_PEOPLE.c.email == bindparam("email"))
-_INSERT = insert(_PEOPLE)
-_NAME = update(_PEOPLE).where(_PEOPLE.c.id == bindparam("person")).values(name=bindparam("name"))
+_ID_AND_NAME = blind_to_held_rows(
+    select(_PEOPLE.c.id, _PEOPLE.c.name).where(_PEOPLE.c.email == bindparam("email"))
+)
+_INSERT = blind_to_held_rows(insert(_PEOPLE))
+_NAME = blind_to_held_rows(
+    update(_PEOPLE).where(_PEOPLE.c.id == bindparam("person")).values(name=bindparam("name"))
+)
 
 
 def find_person_id(session: Session, email: str) -> int | None:

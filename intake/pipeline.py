@@ -32,6 +32,7 @@ from casework.cases import (
 from casework.db import transaction
 from casework.desk import Desk
 from casework.enforcement import record_appeal
+from casework.held_rows import blind_to_held_rows, holding_rows
 from casework.inbound import AttachmentFacts, InboundRecord, insert_inbound
 from casework.models import (
     Case,
@@ -192,7 +193,7 @@ class Pipeline:
         (then nothing of it was kept)."""
         handled: dict[int, Result] = {}
         try:
-            with transaction(self._sessions) as session:
+            with transaction(self._sessions) as session, holding_rows(session):
                 for index, source, parsed in ready:
                     handled[index] = self._handle(session, parsed, source, now())
                     # The next message starts from the database, as in a transaction of its
@@ -491,8 +492,10 @@ def _seen_before(match: ColumnElement[bool]) -> Select[tuple[int]]:
     return select(found.c.id).order_by(found.c.rank, found.c.id).limit(1)
 
 
-_SEEN_BY_MESSAGE_ID = _seen_before(_INBOUND.c.message_id == bindparam("message_id"))
-_SEEN_BY_BYTES = _seen_before(_INBOUND.c.sha256 == bindparam("sha256"))
+_SEEN_BY_MESSAGE_ID = blind_to_held_rows(
+    _seen_before(_INBOUND.c.message_id == bindparam("message_id"))
+)
+_SEEN_BY_BYTES = blind_to_held_rows(_seen_before(_INBOUND.c.sha256 == bindparam("sha256")))
 
 
 def find_seen(

@@ -12,6 +12,7 @@ from typing import cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from casework.held_rows import insert_rows
 from casework.models import OutboxMessage, OutboxStatus
 from casework.notices import (
     LOOP_HEADER,
@@ -88,7 +89,7 @@ class Outbox:
                 }
             )
         if rows:  # one statement for all the copies: one round trip on PostgreSQL
-            session.execute(_INSERT, rows)
+            insert_rows(session, _INSERT, rows)
 
     def compose(self, notice: Notice, message_id: str, now: datetime) -> bytes:
         """The message for `notice`, exactly as `queue` would store it."""

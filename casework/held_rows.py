@@ -1,0 +1,70 @@
+"""Rows nothing reads back in their own transaction, held and written together at a group's end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Executable, Insert, event
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+# The session's held rows, by INSERT statement, in the order they were given.
+_HELD = "safetydesk_held_rows"
+# Marks a statement that reads and writes no table whose rows may be held (the audit log, the
+# outbox): it may run while rows are held. Any statement without the mark writes them first.
+_BLIND = "safetydesk_blind_to_held_rows"
+
+E = TypeVar("E", bound=Executable)
+
+
+def blind_to_held_rows(statement: E) -> E:
+    """`statement`, marked as touching none of the tables whose rows may be held."""
+    return statement.execution_options(**{_BLIND: True})
+
+
+def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows`: at once, or, inside `holding_rows`, together with the others held."""
+    held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
+    if held is None:
+        session.execute(statement, rows)
+    else:
+        held.setdefault(statement, []).extend(rows)
+
+
+@contextmanager
+def holding_rows(session: Session) -> Iterator[None]:
+    """Within the block, `insert_rows` holds its rows; they are written before any statement
+    not marked `blind_to_held_rows`, before a commit, and at the block's end.
+
+    Each kind of row is then one executemany: one round trip for the group instead of one per
+    row. Should the block fail, the held rows are dropped with the transaction they belong to.
+    """
+    session.info[_HELD] = {}
+    try:
+        yield
+        write_held_rows(session)
+    finally:
+        session.info.pop(_HELD, None)
+
+
+def write_held_rows(session: Session) -> None:
+    """Write every row `session` holds, in the order each kind was given."""
+    held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
+    if not held:
+        return
+    batches = list(held.items())
+    held.clear()  # before executing: the writes below must not find them again
+    for statement, rows in batches:
+        session.execute(statement, rows)
+
+
+def watch_held_rows(sessions: sessionmaker[Session]) -> None:
+    """Have `sessions` write held rows before anything that might read them, and before commit."""
+    event.listen(sessions, "do_orm_execute", _before_statement)
+    event.listen(sessions, "before_commit", write_held_rows)
+
+
+def _before_statement(state: ORMExecuteState) -> None:
+    if state.session.info.get(_HELD) and not state.execution_options.get(_BLIND):
+        write_held_rows(state.session)

@@ -1,0 +1,145 @@
+"""Held rows: audit events and outbox rows of a group, written together and never missed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from casework.audit import record_event
+from casework.clock import FixedClock
+from casework.db import transaction
+from casework.held_rows import holding_rows
+from casework.models import AuditEvent, Case, OutboxMessage
+from intake.pipeline import Outcome
+from scheduler.app import App, build_app
+from tests.conftest import SettingsFactory
+from tests.desk_helpers import TRUSTED, events, moderator_reply, open_report, outbox
+from tests.mail import make_mail
+from tests.test_pipeline_groups import pending
+
+
+@pytest.fixture
+def statements(app: App) -> Iterator[list[str]]:
+    """The first words of every statement the app's engine sends while the test runs."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split()[:3]))
+
+    event.listen(app.engine, "before_cursor_execute", note)
+    yield seen
+    event.remove(app.engine, "before_cursor_execute", note)
+
+
+def kinds(session: Session) -> list[str]:
+    return list(session.scalars(select(AuditEvent.kind).order_by(AuditEvent.id)))
+
+
+def test_held_events_are_one_statement_at_the_end_in_order(
+    app: App, clock: FixedClock, statements: list[str]
+) -> None:
+    with transaction(app.sessions) as session, holding_rows(session):
+        for n in range(3):
+            record_event(session, clock.now(), f"test.held{n}")
+        assert statements == []  # nothing sent yet
+    assert statements == ["INSERT INTO audit_events"]
+    with app.sessions() as session:
+        assert kinds(session) == ["test.held0", "test.held1", "test.held2"]
+
+
+def test_a_statement_that_may_read_held_rows_writes_them_first(app: App, clock: FixedClock) -> None:
+    with transaction(app.sessions) as session, holding_rows(session):
+        record_event(session, clock.now(), "test.first")
+        # Any statement not marked blind (here, an ORM query of the audit log) sees them.
+        assert kinds(session) == ["test.first"]
+        record_event(session, clock.now(), "test.second")
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 2
+    with app.sessions() as session:
+        assert kinds(session) == ["test.first", "test.second"]
+
+
+def test_a_commit_inside_the_block_writes_what_is_held(app: App, clock: FixedClock) -> None:
+    with app.sessions() as session, holding_rows(session):
+        record_event(session, clock.now(), "test.committed")
+        session.commit()
+        session.rollback()  # nothing left to undo: the commit took the held row with it
+    with app.sessions() as session:
+        assert kinds(session) == ["test.committed"]
+
+
+def test_a_failed_block_drops_what_it_held_and_holds_no_more(app: App, clock: FixedClock) -> None:
+    with (
+        pytest.raises(RuntimeError),
+        transaction(app.sessions) as session,
+        holding_rows(session),
+    ):
+        record_event(session, clock.now(), "test.dropped")
+        raise RuntimeError("the group failed")
+    with transaction(app.sessions) as session:
+        record_event(session, clock.now(), "test.later")
+        # Outside a block an event is written at once: an ORM query sees it without help.
+        assert kinds(session) == ["test.later"]
+
+
+def test_a_group_of_reports_sends_its_events_and_emails_in_one_statement_each(
+    app: App, clock: FixedClock, statements: list[str]
+) -> None:
+    raws = [
+        make_mail(
+            sender=f"student{n}@example.com",
+            message_id=f"<held-{n}@client.example>",
+            subject=f"Report {n}: mentor asked for money",
+        )
+        for n in range(5)
+    ]
+    results = list(app.pipeline.process_group(pending(app, *raws), clock.now))
+    assert [r.outcome for r in results] == [Outcome.PROCESSED] * 5
+    assert statements.count("INSERT INTO audit_events") == 1
+    assert statements.count("INSERT INTO outbox") == 1
+    assert statements.count("INSERT INTO cases") == 5
+    with app.sessions() as session:
+        opened = session.execute(
+            select(AuditEvent.case_id)
+            .where(AuditEvent.kind == "case.opened")
+            .order_by(AuditEvent.id)
+        ).scalars()
+        assert list(opened) == [r.case_id for r in results]
+        sent = session.execute(
+            select(OutboxMessage.case_id, OutboxMessage.recipient).order_by(OutboxMessage.id)
+        ).all()
+        assert [case for case, _ in sent][:2] == [results[0].case_id] * 2
+        assert {recipient for case, recipient in sent if case == results[4].case_id} >= {
+            "student4@example.com"
+        }
+        assert len(sent) == 5 * (1 + len(app.settings.moderators.addresses))
+        assert session.scalar(select(func.count()).select_from(Case)) == 5
+
+
+@pytest.fixture
+def desk(make_settings: SettingsFactory, db_url: str) -> Iterator[App]:
+    settings = make_settings(
+        db_url,
+        moderators={"require_authenticated": True, "trusted_authserv_ids": [TRUSTED]},
+    )
+    built = build_app(settings, migrate=True)
+    yield built
+    built.engine.dispose()
+
+
+def test_a_resent_command_in_the_same_group_sees_the_first_one_applied(
+    desk: App, clock: FixedClock
+) -> None:
+    # The replay check reads the audit log, where the first copy's event is still held.
+    case_id = open_report(desk, clock.now())
+    copies = [moderator_reply(desk, case_id, "/reply We are on it.") for _ in range(2)]
+    clock.move_to(clock.now() + timedelta(minutes=5))
+    results = list(desk.pipeline.process_group(pending(desk, *copies, first_uid=100), clock.now))
+    assert [r.outcome for r in results] == [Outcome.PROCESSED] * 2
+    assert len(events(desk, "commands.applied")) == 1
+    assert len(events(desk, "commands.replayed")) == 1
+    assert len(outbox(desk, template="reporter/reply")) == 1
