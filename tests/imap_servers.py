@@ -28,12 +28,16 @@ USERNAME = "desk"
 PASSWORD = "s3cret-desk-password"
 
 
-def wait_until(condition: Callable[[], bool], seconds: float) -> None:
-    """Wait for something another thread or process does; fail after `seconds`."""
+def wait_until(
+    condition: Callable[[], bool], seconds: float, state: Callable[[], object] | None = None
+) -> None:
+    """Wait for something another thread or process does; fail after `seconds`, saying what
+    `state` then gives."""
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            seen = "" if state is None else f"; state then: {state()!r}"
+            raise AssertionError(f"condition not reached in {seconds:g}s{seen}")
         time.sleep(0.01)
 
 

@@ -358,7 +358,17 @@ def test_without_idle_new_mail_is_picked_up_by_polling(
     try:
         wait_until(lambda: intake._connection is not None, 10)
         imap_server.deliver(make_mail(message_id="<polled@client.example>"))
-        wait_until(lambda: count(app, InboundMessage) == 1, 10)
+        # A poll a second: 30 s is room for a loaded machine, not the latency asked for.
+        wait_until(
+            lambda: count(app, InboundMessage) == 1,
+            30,
+            lambda: {
+                "inbox": imap_server.message_ids("INBOX"),
+                "quarantined": count(app, QuarantineEntry),
+                "thread alive": thread.is_alive(),
+                "connected": intake._connection is not None,
+            },
+        )
         assert not _is_idling(intake)
     finally:
         stop.set()
