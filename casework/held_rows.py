@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Executable, Insert, event
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 # The session's held rows, by INSERT statement, in the order they were given.
 _HELD = "safetydesk_held_rows"
@@ -24,12 +24,23 @@ def blind_to_held_rows(statement: E) -> E:
 
 
 def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows`: at once, or, inside `holding_rows`, together with the others held."""
+    """Insert `rows`: at once, or, inside `holding_rows`, together with the others held.
+
+    Rows given inside a savepoint are written at once, so that they go if it is rolled back.
+    """
     held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
-    if held is None:
+    if held is None or session.in_nested_transaction():
         session.execute(statement, rows)
     else:
         held.setdefault(statement, []).extend(rows)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A savepoint that rows held before it cannot be rolled back with: they are written first."""
+    write_held_rows(session)
+    with session.begin_nested():
+        yield
 
 
 @contextmanager
@@ -63,6 +74,13 @@ def watch_held_rows(sessions: sessionmaker[Session]) -> None:
     """Have `sessions` write held rows before anything that might read them, and before commit."""
     event.listen(sessions, "do_orm_execute", _before_statement)
     event.listen(sessions, "before_commit", write_held_rows)
+    event.listen(sessions, "after_transaction_create", _refuse_bare_savepoint)
+
+
+def _refuse_bare_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    """Rows held before a plain `begin_nested` would be written inside it, and lost with it."""
+    if transaction.nested and session.info.get(_HELD):
+        raise RuntimeError("rows are held: open the savepoint with casework.held_rows.savepoint")
 
 
 def _before_statement(state: ORMExecuteState) -> None:

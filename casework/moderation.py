@@ -27,6 +27,7 @@ from casework.commands import (
 )
 from casework.desk import Desk
 from casework.discretion import refusal_for
+from casework.held_rows import savepoint
 from casework.models import (
     AuditEvent,
     Case,
@@ -177,7 +178,7 @@ def handle_commands(
         )
     planned = [item for item in checked if isinstance(item, Planned)]
     try:
-        with session.begin_nested():
+        with savepoint(session):
             messages = _apply_all(desk, session, case, inbound, moderator, planned, now)
     except BlockRefused as refused:
         session.expire_all()

@@ -27,7 +27,8 @@ from outbound import mime
 from outbound.headers import check_address, header_text, verify_composed
 from outbound.render import RenderedEmail, Renderer
 
-# A queued message is not read back in the transaction that writes it: a plain INSERT will do.
+# A queued message is written with a plain INSERT, held and sent with a group's others while the
+# session holds rows (casework.held_rows).
 _INSERT = insert(cast(Table, OutboxMessage.__table__))
 # A thread header carries message ids only: printable ASCII, no spaces, nothing to decode.
 # "=" and "?" are common in real ids (Gmail's); only "=?", an encoded word's start, is refused.

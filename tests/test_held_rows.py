@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from casework.audit import record_event
 from casework.clock import FixedClock
 from casework.db import transaction
-from casework.held_rows import holding_rows
+from casework.held_rows import holding_rows, savepoint
 from casework.models import AuditEvent, Case, OutboxMessage
 from intake.pipeline import Outcome
 from scheduler.app import App, build_app
@@ -143,3 +143,52 @@ def test_a_resent_command_in_the_same_group_sees_the_first_one_applied(
     assert len(events(desk, "commands.applied")) == 1
     assert len(events(desk, "commands.replayed")) == 1
     assert len(outbox(desk, template="reporter/reply")) == 1
+
+
+def test_rows_given_in_a_savepoint_go_when_it_is_rolled_back(app: App, clock: FixedClock) -> None:
+    with transaction(app.sessions) as session, holding_rows(session):
+        record_event(session, clock.now(), "test.before")
+        with pytest.raises(RuntimeError), savepoint(session):
+            record_event(session, clock.now(), "test.undone")
+            raise RuntimeError("the block was refused")
+        record_event(session, clock.now(), "test.after")
+    with app.sessions() as session:
+        assert kinds(session) == ["test.before", "test.after"]
+
+
+def test_a_bare_savepoint_is_refused_while_rows_are_held(app: App, clock: FixedClock) -> None:
+    with transaction(app.sessions) as session, holding_rows(session):
+        record_event(session, clock.now(), "test.held")
+        with pytest.raises(RuntimeError, match=r"held_rows\.savepoint"):
+            session.begin_nested()
+
+
+def test_a_block_refused_in_a_group_keeps_nothing_of_itself_and_all_before_it(
+    desk: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enforcement service refuses the block's last command, after the block queued a reply
+    and assigned the case: those go with the savepoint, the report before it in the group stays."""
+    from casework import enforcement
+
+    def refuse(*_args: Any) -> str:
+        raise enforcement.EnforcementError("a warning is already active on this case")
+
+    monkeypatch.setattr(enforcement, "apply_sanction", refuse)
+    case_id = open_report(desk, clock.now())
+    block = moderator_reply(
+        desk, case_id, "/assign me\n/reply Thanks.\n/warn Asked for payment on WhatsApp."
+    )
+    other = make_mail(
+        sender="student9@example.com",
+        message_id="<held-other@client.example>",
+        subject="Report: mentor asked for money",
+    )
+    results = list(desk.pipeline.process_group(pending(desk, other, block), clock.now))
+    assert [r.outcome for r in results] == [Outcome.PROCESSED] * 2
+    assert outbox(desk, template="reporter/reply") == []
+    assert events(desk, "case.assigned") == []
+    assert len(events(desk, "commands.rejected")) == 1
+    assert len(outbox(desk, template="moderator/transcript")) == 1
+    opened = [e.case_id for e in events(desk, "case.opened")]
+    assert opened == [case_id, results[0].case_id]
+    assert len(outbox(desk, template="reporter/acknowledgement")) == 2
