@@ -11,6 +11,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, session
 
 # The session's held rows, by INSERT statement, in the order they were given.
 _HELD = "safetydesk_held_rows"
+# In the info of every session whose statements and commits write held rows first.
+_WATCHED = "safetydesk_watches_held_rows"
 # Marks a statement that reads and writes no table whose rows may be held (the audit log, the
 # outbox): it may run while rows are held. Any statement without the mark writes them first.
 _BLIND = "safetydesk_blind_to_held_rows"
@@ -51,6 +53,8 @@ def holding_rows(session: Session) -> Iterator[None]:
     Each kind of row is then one executemany: one round trip for the group instead of one per
     row. Should the block fail, the held rows are dropped with the transaction they belong to.
     """
+    if not session.info.get(_WATCHED):
+        raise RuntimeError("this session does not write held rows first: see watch_held_rows")
     session.info[_HELD] = {}
     try:
         yield
@@ -72,6 +76,7 @@ def write_held_rows(session: Session) -> None:
 
 def watch_held_rows(sessions: sessionmaker[Session]) -> None:
     """Have `sessions` write held rows before anything that might read them, and before commit."""
+    sessions.configure(info={_WATCHED: True})
     event.listen(sessions, "do_orm_execute", _before_statement)
     event.listen(sessions, "before_commit", write_held_rows)
     event.listen(sessions, "after_transaction_create", _refuse_bare_savepoint)

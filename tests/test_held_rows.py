@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -192,3 +192,14 @@ def test_a_block_refused_in_a_group_keeps_nothing_of_itself_and_all_before_it(
     opened = [e.case_id for e in events(desk, "case.opened")]
     assert opened == [case_id, results[0].case_id]
     assert len(outbox(desk, template="reporter/acknowledgement")) == 2
+
+
+def test_a_session_that_would_not_write_held_rows_first_cannot_hold_them(app: App) -> None:
+    with (
+        Session(app.engine) as session,
+        pytest.raises(RuntimeError, match="watch_held_rows"),
+        holding_rows(session),
+    ):
+        record_event(session, datetime(2027, 1, 4, tzinfo=UTC), "test.never")
+    with app.sessions() as session:
+        assert kinds(session) == []
