@@ -1,4 +1,4 @@
-"""Rows nothing reads back in their own transaction, held and written together at a group's end."""
+"""Audit and outbox rows held in a session, written together before anything may read them."""
 
 from __future__ import annotations
 
