@@ -15,6 +15,7 @@ import pytest
 from casework.clock import FixedClock
 from scheduler.app import App, build_app
 from scheduler.config import Settings, parse_settings
+from tests.desk_helpers import TRUSTED
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -107,6 +108,18 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
 def app(make_settings: SettingsFactory, db_url: str) -> Iterator[App]:
     """A migrated app on SQLite and on PostgreSQL, delivering into a Maildir."""
     built = build_app(make_settings(db_url), migrate=True)
+    yield built
+    built.engine.dispose()
+
+
+@pytest.fixture
+def deployed_desk(make_settings: SettingsFactory, db_url: str) -> Iterator[App]:
+    """The desk as deployed: moderators must be authenticated by our own mail server."""
+    settings = make_settings(
+        db_url,
+        moderators={"require_authenticated": True, "trusted_authserv_ids": [TRUSTED]},
+    )
+    built = build_app(settings, migrate=True)
     yield built
     built.engine.dispose()
 

@@ -45,15 +45,8 @@ from tests.mail import make_mail
 
 
 @pytest.fixture
-def desk(make_settings: SettingsFactory, db_url: str) -> Iterator[App]:
-    """The desk as deployed: moderators must be authenticated by our own mail server."""
-    settings = make_settings(
-        db_url,
-        moderators={"require_authenticated": True, "trusted_authserv_ids": [TRUSTED]},
-    )
-    built = build_app(settings, migrate=True)
-    yield built
-    built.engine.dispose()
+def desk(deployed_desk: App) -> App:
+    return deployed_desk
 
 
 def later(clock: FixedClock, minutes: int = 5) -> None:

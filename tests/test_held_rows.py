@@ -16,9 +16,8 @@ from casework.db import transaction
 from casework.held_rows import holding_rows, savepoint
 from casework.models import AuditEvent, Case, OutboxMessage
 from intake.pipeline import Outcome
-from scheduler.app import App, build_app
-from tests.conftest import SettingsFactory
-from tests.desk_helpers import TRUSTED, events, moderator_reply, open_report, outbox
+from scheduler.app import App
+from tests.desk_helpers import events, moderator_reply, open_report, outbox
 from tests.mail import make_mail
 from tests.test_pipeline_groups import pending
 
@@ -120,29 +119,22 @@ def test_a_group_of_reports_sends_its_events_and_emails_in_one_statement_each(
         assert session.scalar(select(func.count()).select_from(Case)) == 5
 
 
-@pytest.fixture
-def desk(make_settings: SettingsFactory, db_url: str) -> Iterator[App]:
-    settings = make_settings(
-        db_url,
-        moderators={"require_authenticated": True, "trusted_authserv_ids": [TRUSTED]},
-    )
-    built = build_app(settings, migrate=True)
-    yield built
-    built.engine.dispose()
-
-
 def test_a_resent_command_in_the_same_group_sees_the_first_one_applied(
-    desk: App, clock: FixedClock
+    deployed_desk: App, clock: FixedClock
 ) -> None:
     # The replay check reads the audit log, where the first copy's event is still held.
-    case_id = open_report(desk, clock.now())
-    copies = [moderator_reply(desk, case_id, "/reply We are on it.") for _ in range(2)]
+    case_id = open_report(deployed_desk, clock.now())
+    copies = [moderator_reply(deployed_desk, case_id, "/reply We are on it.") for _ in range(2)]
     clock.move_to(clock.now() + timedelta(minutes=5))
-    results = list(desk.pipeline.process_group(pending(desk, *copies, first_uid=100), clock.now))
+    results = list(
+        deployed_desk.pipeline.process_group(
+            pending(deployed_desk, *copies, first_uid=100), clock.now
+        )
+    )
     assert [r.outcome for r in results] == [Outcome.PROCESSED] * 2
-    assert len(events(desk, "commands.applied")) == 1
-    assert len(events(desk, "commands.replayed")) == 1
-    assert len(outbox(desk, template="reporter/reply")) == 1
+    assert len(events(deployed_desk, "commands.applied")) == 1
+    assert len(events(deployed_desk, "commands.replayed")) == 1
+    assert len(outbox(deployed_desk, template="reporter/reply")) == 1
 
 
 def test_rows_given_in_a_savepoint_go_when_it_is_rolled_back(app: App, clock: FixedClock) -> None:
@@ -164,7 +156,7 @@ def test_a_bare_savepoint_is_refused_while_rows_are_held(app: App, clock: FixedC
 
 
 def test_a_block_refused_in_a_group_keeps_nothing_of_itself_and_all_before_it(
-    desk: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+    deployed_desk: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The enforcement service refuses the block's last command, after the block queued a reply
     and assigned the case: those go with the savepoint, the report before it in the group stays."""
@@ -174,24 +166,26 @@ def test_a_block_refused_in_a_group_keeps_nothing_of_itself_and_all_before_it(
         raise enforcement.EnforcementError("a warning is already active on this case")
 
     monkeypatch.setattr(enforcement, "apply_sanction", refuse)
-    case_id = open_report(desk, clock.now())
+    case_id = open_report(deployed_desk, clock.now())
     block = moderator_reply(
-        desk, case_id, "/assign me\n/reply Thanks.\n/warn Asked for payment on WhatsApp."
+        deployed_desk, case_id, "/assign me\n/reply Thanks.\n/warn Asked for payment on WhatsApp."
     )
     other = make_mail(
         sender="student9@example.com",
         message_id="<held-other@client.example>",
         subject="Report: mentor asked for money",
     )
-    results = list(desk.pipeline.process_group(pending(desk, other, block), clock.now))
+    results = list(
+        deployed_desk.pipeline.process_group(pending(deployed_desk, other, block), clock.now)
+    )
     assert [r.outcome for r in results] == [Outcome.PROCESSED] * 2
-    assert outbox(desk, template="reporter/reply") == []
-    assert events(desk, "case.assigned") == []
-    assert len(events(desk, "commands.rejected")) == 1
-    assert len(outbox(desk, template="moderator/transcript")) == 1
-    opened = [e.case_id for e in events(desk, "case.opened")]
+    assert outbox(deployed_desk, template="reporter/reply") == []
+    assert events(deployed_desk, "case.assigned") == []
+    assert len(events(deployed_desk, "commands.rejected")) == 1
+    assert len(outbox(deployed_desk, template="moderator/transcript")) == 1
+    opened = [e.case_id for e in events(deployed_desk, "case.opened")]
     assert opened == [case_id, results[0].case_id]
-    assert len(outbox(desk, template="reporter/acknowledgement")) == 2
+    assert len(outbox(deployed_desk, template="reporter/acknowledgement")) == 2
 
 
 def test_a_session_that_would_not_write_held_rows_first_cannot_hold_them(app: App) -> None:
