@@ -114,7 +114,7 @@ def parse_message(raw: bytes, *, max_bytes: int, max_attachment_bytes: int) -> P
     data = _truncate(raw, max_bytes) if truncated else raw
     headers = email.message_from_bytes(data, policy=email.policy.compat32)
     from_name, from_address = (_no_nul(part) for part in _first_address(headers))
-    reading = read_body(data, headers, max_attachment_bytes)
+    reading = read_body(headers, max_attachment_bytes)
     text, body_html = _no_nul(reading.text), _no_nul(reading.html)
     if not text and body_html:
         text = html_to_text(body_html)
@@ -154,10 +154,11 @@ class BodyReading:
     date: datetime | None
 
 
-def read_body(data: bytes, headers: Message, max_attachment_bytes: int) -> BodyReading:
-    """mail-parser's reading of the body; the standard library's when mail-parser fails."""
+def read_body(headers: Message, max_attachment_bytes: int) -> BodyReading:
+    """mail-parser's reading of the message `headers` holds (parsed once, by the caller); the
+    standard library's when mail-parser fails."""
     try:
-        parsed = mailparser.parse_from_bytes(data)
+        parsed = mailparser.MailParser(headers)
         text = "\n".join(parsed.text_plain).strip()
         body_html = "\n".join(parsed.text_html).strip()
         attachments = [_attachment(a) for a in parsed.attachments]
