@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from dataclasses import replace
+from datetime import datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -58,3 +60,37 @@ def test_a_sample_is_stored_byte_for_byte(app: App, clock: FixedClock) -> None:
         row = session.scalars(select(InboundMessage)).one()
         assert row.raw == raw and row.subject == "Hi there"
         assert row.from_address == "oneil.844@randtelekom.com.tr"
+
+
+def test_the_body_is_read_from_the_one_parse_as_mail_parser_reads_the_bytes() -> None:
+    """mail-parser is handed the message the header parse made; it must read what it would
+    have read from the bytes. Unnamed attached messages get random names: those are left out."""
+    import email
+    import email.policy
+
+    import mailparser
+
+    from intake import parse
+
+    every = sorted(
+        p
+        for p in CORPUS.rglob("*")
+        if p.is_file() and not p.name.startswith(("LICENSE", "NOTICE", "README", "SHA256SUMS"))
+    )
+    assert len(every) > 500
+    for path in every:
+        data = path.read_bytes()
+        headers = email.message_from_bytes(data, policy=email.policy.compat32)
+        ours = parse.read_body(headers, max_attachment_bytes=10**9)
+        try:
+            theirs = mailparser.parse_from_bytes(data)
+        except Exception:  # then ours fell back to the standard library too
+            assert any(d.startswith("MailParserFailed") for d in ours.defects), path
+            continue
+        assert ours.text == "\n".join(theirs.text_plain).strip(), path
+        assert ours.html == "\n".join(theirs.text_html).strip(), path
+        assert set(ours.defects) - {"AttachmentOverLimit"} == set(theirs.defects_categories), path
+        unnamed = [replace(a, filename="") for a in ours.attachments]
+        read = [replace(parse._attachment(a), filename="") for a in theirs.attachments]
+        assert unnamed == read, path
+        assert ours.date == (theirs.date if isinstance(theirs.date, datetime) else None), path
