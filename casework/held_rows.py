@@ -32,7 +32,7 @@ def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]])
     """
     held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
     if held is None or session.in_nested_transaction():
-        session.execute(statement, rows)
+        _write(session, statement, rows)
     else:
         held.setdefault(statement, []).extend(rows)
 
@@ -71,7 +71,12 @@ def write_held_rows(session: Session) -> None:
     batches = list(held.items())
     held.clear()  # before executing: the writes below must not find them again
     for statement, rows in batches:
-        session.execute(statement, rows)
+        _write(session, statement, rows)
+
+
+def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    # A single row goes as a plain execute, as every event and email did before rows were held.
+    session.execute(statement, rows[0] if len(rows) == 1 else rows)
 
 
 def watch_held_rows(sessions: sessionmaker[Session]) -> None:
