@@ -17,7 +17,7 @@ from casework.held_rows import holding_rows, savepoint
 from casework.models import AuditEvent, Case, OutboxMessage
 from intake.pipeline import Outcome
 from scheduler.app import App
-from tests.desk_helpers import events, moderator_reply, open_report, outbox
+from tests.desk_helpers import ASHA, KARAN, body_of, events, moderator_reply, open_report, outbox
 from tests.mail import make_mail
 from tests.test_pipeline_groups import pending
 
@@ -158,17 +158,24 @@ def test_a_bare_savepoint_is_refused_while_rows_are_held(app: App, clock: FixedC
 def test_a_block_refused_in_a_group_keeps_nothing_of_itself_and_all_before_it(
     deployed_desk: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The enforcement service refuses the block's last command, after the block queued a reply
-    and assigned the case: those go with the savepoint, the report before it in the group stays."""
+    """The enforcement service refuses the block's last command, after the block assigned the
+    case and queued a reply with nothing read in between: those go with the savepoint, the
+    report before it in the group stays."""
     from casework import enforcement
 
-    def refuse(*_args: Any) -> str:
+    refused: list[str] = []
+
+    def refuse(*args: Any) -> str:
+        refused.append(args[3])  # the moderator
         raise enforcement.EnforcementError("a warning is already active on this case")
 
     monkeypatch.setattr(enforcement, "apply_sanction", refuse)
     case_id = open_report(deployed_desk, clock.now())
     block = moderator_reply(
-        deployed_desk, case_id, "/assign me\n/reply Thanks.\n/warn Asked for payment on WhatsApp."
+        deployed_desk,
+        case_id,
+        f"/assign me\n/subject {KARAN}\n/category off-platform\n/reply Thanks.\n"
+        "/warn Asked for payment on WhatsApp.",
     )
     other = make_mail(
         sender="student9@example.com",
@@ -179,10 +186,14 @@ def test_a_block_refused_in_a_group_keeps_nothing_of_itself_and_all_before_it(
         deployed_desk.pipeline.process_group(pending(deployed_desk, other, block), clock.now)
     )
     assert [r.outcome for r in results] == [Outcome.PROCESSED] * 2
+    assert refused == [ASHA]  # the block got as far as the savepoint
     assert outbox(deployed_desk, template="reporter/reply") == []
     assert events(deployed_desk, "case.assigned") == []
-    assert len(events(deployed_desk, "commands.rejected")) == 1
-    assert len(outbox(deployed_desk, template="moderator/transcript")) == 1
+    assert events(deployed_desk, "case.reply") == []
+    [rejected] = events(deployed_desk, "commands.rejected")
+    assert [line["status"] for line in rejected.detail["lines"]][-1] == "error"
+    [transcript] = outbox(deployed_desk, template="moderator/transcript")
+    assert "the enforcement service refused a command" in body_of(transcript)
     opened = [e.case_id for e in events(deployed_desk, "case.opened")]
     assert opened == [case_id, results[0].case_id]
     assert len(outbox(deployed_desk, template="reporter/acknowledgement")) == 2
