@@ -147,6 +147,13 @@ class ImapIntake:
             self._drop()
             raise
 
+    def start_helpers(self) -> None:
+        """Start the parse helpers in the background, before the first batch needs them."""
+        self._parser.start()
+
+    def wait_for_helpers(self, timeout: float) -> bool:
+        return self._parser.wait_ready(timeout)
+
     def close(self) -> None:
         self._parser.close()
         if self._connection is not None:
@@ -441,6 +448,7 @@ class ImapIntake:
         `wait(seconds)` sleeps and returns True when the worker is being stopped.
         """
         backoff = backoff or Backoff(self.options.reconnect_min, self.options.reconnect_max)
+        self.start_helpers()  # while the first connection is made
         try:
             while not should_stop():
                 try:

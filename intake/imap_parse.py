@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from intake.bounds import Limits, limit_memory, prescan
@@ -32,6 +32,10 @@ def start_helper(parent: int, memory_limit: int) -> None:
     """In a helper: the same address-space limit as the bounded parser, and a parent watch."""
     limit_memory(memory_limit)
     watch_parent(parent)
+
+
+def be_ready() -> None:
+    """In a helper: nothing; run once at the start, so that spawning and imports are done then."""
 
 
 def parse_or_none(raw: bytes, limits: Limits) -> ParsedMessage | None:
@@ -68,6 +72,19 @@ class ParseAhead:
         self._min_batch = min_batch
         self._chunk = chunk
         self._executor: ProcessPoolExecutor | None = None
+        self._starting: list[Future[None]] = []
+
+    def start(self) -> None:
+        """Start the helpers now, in the background: a helper takes a few hundred milliseconds
+        to start and import the parser, which the first batch would otherwise wait for."""
+        if self._workers <= 0:
+            return
+        executor = self._ensure()
+        self._starting = [executor.submit(be_ready) for _ in range(self._workers)]
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Whether the helpers `start` began are up (or failed: a batch then falls back) in time."""
+        return not wait(self._starting, timeout).not_done
 
     def parse_all(self, raws: Sequence[bytes]) -> Iterator[ParsedMessage | None]:
         """One item per raw message, in order; produced while the caller works on the earlier."""
@@ -105,6 +122,7 @@ class ParseAhead:
 
     def close(self, *, kill: bool = False) -> None:
         executor, self._executor = self._executor, None
+        self._starting = []
         if executor is None:
             return
         if kill:  # a helper stuck in a pathological parse never finishes by itself

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -513,6 +514,28 @@ def test_serving_waits_out_a_database_outage_and_loses_nothing(
     assert count(app, InboundMessage) == 4
     assert count(app, Case) == 4
     assert len(imap_server.uids(PROCESSED)) == 4
+
+
+def test_serving_starts_the_parse_helper_before_it_first_connects(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(idle=False)
+    imap_server.deliver(*mails(20))  # 16 or more in a batch are parsed ahead, in the helper
+    before = {child.pid for child in multiprocessing.active_children()}
+    at_connect: list[set[int | None]] = []
+
+    def connector(endpoint: Endpoint) -> ImapConnection:
+        at_connect.append({child.pid for child in multiprocessing.active_children()} - before)
+        return connect(endpoint)
+
+    intake = ImapIntake(imap_options(app.settings), app.pipeline, app.sessions, connector=connector)
+    with Serving(intake, clock, poll_seconds=30):
+        wait_until(lambda: count(app, InboundMessage) == 20, 30)
+        helpers = {child.pid for child in multiprocessing.active_children()} - before
+    assert len(at_connect[0]) == 1  # started before the first connection was asked for
+    assert helpers == at_connect[0]  # and the same helper parsed the batch
+    assert count(app, Case) == 20
+    assert imap_server.uids("INBOX") == []
 
 
 class BrokenOnce:

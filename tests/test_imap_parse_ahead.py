@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 from intake.bounds import Limits
 from intake.imap_parse import ParseAhead
 from tests.mail import make_mail
@@ -53,3 +55,31 @@ def test_refused_messages_come_back_unparsed_and_the_rest_parsed() -> None:
     assert [p.subject for p in parsed if p is not None] == [
         f"report {n}" for n in range(16) if n != 3
     ]
+
+
+def test_a_started_helper_is_up_before_the_first_batch_and_parses_it() -> None:
+    before = {child.pid for child in multiprocessing.active_children()}
+    ahead = ParseAhead(Limits(), workers=1)
+    try:
+        ahead.start()
+        assert ahead.wait_ready(60)
+        started = {child.pid for child in multiprocessing.active_children()} - before
+        parsed = list(ahead.parse_all([make_mail(subject=f"report {n}") for n in range(16)]))
+        after = {child.pid for child in multiprocessing.active_children()} - before
+    finally:
+        ahead.close()
+    assert len(started) == 1
+    assert after == started  # no helper was started for the batch: it went to the one waiting
+    assert [p.subject if p is not None else None for p in parsed] == [
+        f"report {n}" for n in range(16)
+    ]
+
+
+def test_without_workers_starting_is_nothing_and_every_item_is_left_to_the_pipeline() -> None:
+    before = {child.pid for child in multiprocessing.active_children()}
+    ahead = ParseAhead(Limits(), workers=0)
+    ahead.start()
+    assert ahead.wait_ready(0)
+    parsed = list(ahead.parse_all([make_mail(subject=f"report {n}") for n in range(16)]))
+    assert {child.pid for child in multiprocessing.active_children()} == before
+    assert parsed == [None] * 16
