@@ -336,6 +336,12 @@ def person_history(session: Session, email: str) -> dict[str, object]:
     }
 
 
+def mentioned_addresses(text: str, sender: str, desk_address: str) -> list[str]:
+    """The addresses a report names, other than its sender's and the desk's: at most ten."""
+    found = {address.lower() for address in _ADDRESS.findall(text)}
+    return sorted(found - {sender.lower(), desk_address.lower()})[:10]
+
+
 def moderator_context(
     session: Session,
     summary: dict[str, object],
@@ -344,13 +350,7 @@ def moderator_context(
     desk: Desk,
 ) -> dict[str, object]:
     """Everything a moderator needs to decide about a new case, in one email."""
-    mentioned = sorted(
-        {
-            address.lower()
-            for address in _ADDRESS.findall(message.body_text)
-            if address.lower() not in {message.from_address, desk.desk.address.lower()}
-        }
-    )[:10]
+    mentioned = mentioned_addresses(message.body_text, message.from_address, desk.desk.address)
     return {
         "ref": summary["ref"],
         "case": summary,

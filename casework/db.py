@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, Engine, Insert, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.held_rows import watch_held_rows
+from casework.read_ahead import watch_read_ahead
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -45,6 +46,7 @@ def make_engine(url: str) -> Engine:
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     sessions = sessionmaker(engine, expire_on_commit=False)
     watch_held_rows(sessions)
+    watch_read_ahead(sessions)
     return sessions
 
 

@@ -81,7 +81,7 @@ def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> N
 
 def watch_held_rows(sessions: sessionmaker[Session]) -> None:
     """Have `sessions` write held rows before anything that might read them, and before commit."""
-    sessions.configure(info={_WATCHED: True})
+    sessions.configure(info={**sessions.kw.get("info", {}), _WATCHED: True})
     event.listen(sessions, "do_orm_execute", _before_statement)
     event.listen(sessions, "before_commit", write_held_rows)
     event.listen(sessions, "after_transaction_create", _refuse_bare_savepoint)

@@ -12,10 +12,13 @@ from sqlalchemy.orm import Session
 from casework.db import insert_row
 from casework.held_rows import blind_to_held_rows
 from casework.models import Attachment, Disposition, InboundMessage, Party
+from casework.read_ahead import accounted_for
 
 # Plain INSERTs for the record of a message nothing reads back in its own transaction: on the
 # intake's hot path a unit-of-work flush costs several times what the statements do.
-_INSERT_MESSAGE = blind_to_held_rows(insert(cast(Table, InboundMessage.__table__)))
+# A message's record carries its own Message-ID, bytes and mailbox UID, which the pipeline's
+# read-ahead accounts for.
+_INSERT_MESSAGE = accounted_for(blind_to_held_rows(insert(cast(Table, InboundMessage.__table__))))
 _INSERT_ATTACHMENT = blind_to_held_rows(insert(cast(Table, Attachment.__table__)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from casework.db import insert_row
 from casework.held_rows import blind_to_held_rows
 from casework.models import Person
+from casework.read_ahead import CHUNK, accounted_for, read_ahead
 
 
 def normalise_address(address: str) -> str:
@@ -42,16 +44,54 @@ _PEOPLE = cast(Table, Person.__table__)
 _ID_AND_NAME = blind_to_held_rows(
     select(_PEOPLE.c.id, _PEOPLE.c.name).where(_PEOPLE.c.email == bindparam("email"))
 )
-_INSERT = blind_to_held_rows(insert(_PEOPLE))
-_NAME = blind_to_held_rows(
-    update(_PEOPLE).where(_PEOPLE.c.id == bindparam("person")).values(name=bindparam("name"))
+_BY_EMAILS = blind_to_held_rows(
+    select(_PEOPLE.c.email, _PEOPLE.c.id, _PEOPLE.c.name).where(
+        _PEOPLE.c.email.in_(bindparam("emails", expanding=True))
+    )
 )
+# note_person drops the read-ahead entry of the address it writes.
+_INSERT = accounted_for(blind_to_held_rows(insert(_PEOPLE)))
+_NAME = accounted_for(
+    blind_to_held_rows(
+        update(_PEOPLE).where(_PEOPLE.c.id == bindparam("person")).values(name=bindparam("name"))
+    )
+)
+
+
+def read_people_ahead(session: Session, emails: Iterable[str]) -> None:
+    """Inside `reading_ahead`: look up these addresses now, in one statement per few hundred,
+    so that `note_person` and `find_person_id` need none of their own."""
+    ahead = read_ahead(session)
+    if ahead is None:
+        return
+    wanted = sorted({normalise_address(e) for e in emails if e.strip()} - ahead.people.keys())
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        found = {
+            row.email: (int(row.id), row.name)
+            for row in session.execute(_BY_EMAILS, {"emails": chunk})
+        }
+        ahead.people.update((email, found.get(email)) for email in chunk)
+
+
+def _id_and_name(session: Session, address: str) -> tuple[int, str] | None:
+    ahead = read_ahead(session)
+    if ahead is not None and address in ahead.people:
+        return ahead.people[address]
+    found = session.execute(_ID_AND_NAME, {"email": address}).first()
+    return None if found is None else (int(found[0]), found[1])
+
+
+def _written(session: Session, address: str) -> None:
+    ahead = read_ahead(session)
+    if ahead is not None:  # the write may yet be rolled back with a savepoint: look it up again
+        ahead.people.pop(address, None)
 
 
 def find_person_id(session: Session, email: str) -> int | None:
     """The id of the person with this address, if the desk knows them."""
-    found = session.execute(_ID_AND_NAME, {"email": normalise_address(email)}).first()
-    return None if found is None else int(found[0])
+    found = _id_and_name(session, normalise_address(email))
+    return None if found is None else found[0]
 
 
 @dataclass(frozen=True)
@@ -69,11 +109,13 @@ def note_person(session: Session, email: str, now: datetime, name: str = "") -> 
     """
     address = normalise_address(email)
     name = name.strip()[:200]
-    found = session.execute(_ID_AND_NAME, {"email": address}).first()
+    found = _id_and_name(session, address)
     if found is None:
         values = {"email": address, "name": name, "created_at": now}
+        _written(session, address)
         return NotedPerson(insert_row(session, _INSERT, values), address, new=True)
     person_id, known = found
     if name and not known:
+        _written(session, address)
         session.execute(_NAME, {"person": person_id, "name": name})
-    return NotedPerson(int(person_id), address, new=False)
+    return NotedPerson(person_id, address, new=False)

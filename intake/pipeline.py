@@ -8,17 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import cast
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Table,
-    bindparam,
-    literal_column,
-    select,
-    union_all,
-)
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,12 +18,13 @@ from casework.cases import (
     add_follow_up,
     answer_caseless_reply,
     caseless_mail_answered,
+    mentioned_addresses,
     open_case,
 )
 from casework.db import transaction
 from casework.desk import Desk
 from casework.enforcement import record_appeal
-from casework.held_rows import blind_to_held_rows, holding_rows
+from casework.held_rows import holding_rows
 from casework.inbound import AttachmentFacts, InboundRecord, insert_inbound
 from casework.models import (
     Case,
@@ -41,6 +33,8 @@ from casework.models import (
     Party,
     QuarantineEntry,
 )
+from casework.people import read_people_ahead
+from casework.read_ahead import reading_ahead
 from casework.routing import Route, route_reply
 from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
 from intake.bounces import read_bounce
@@ -49,6 +43,7 @@ from intake.classify import Classification, ClassifyContext, Verdict, classify
 from intake.imap_cursor import source_label
 from intake.moderator_mail import handle_moderator_mail, judge_parsed_sender
 from intake.parse import ParsedMessage, sha256_of
+from intake.seen import find_seen, read_seen_ahead
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +188,12 @@ class Pipeline:
         (then nothing of it was kept)."""
         handled: dict[int, Result] = {}
         try:
-            with transaction(self._sessions) as session, holding_rows(session):
+            with (
+                transaction(self._sessions) as session,
+                holding_rows(session),
+                reading_ahead(session),
+            ):
+                self._read_ahead(session, ready)
                 for index, source, parsed in ready:
                     handled[index] = self._handle(session, parsed, source, now())
                     # The next message starts from the database, as in a transaction of its
@@ -210,6 +210,26 @@ class Pipeline:
             )  # fmt: skip
             return {}
         return handled
+
+    def _read_ahead(
+        self, session: Session, ready: Sequence[tuple[int, SourceRef, ParsedMessage]]
+    ) -> None:
+        """What the group's messages will look up first: whether each was seen before, and the
+        people a new report names (its sender and any address in its text)."""
+        read_seen_ahead(session, [(p.message_id, p.sha256, source) for _, source, p in ready])
+        desk = self._desk.desk.address
+        read_people_ahead(
+            session,
+            [
+                address
+                for _, _, parsed in ready
+                if parsed.from_address
+                for address in (
+                    parsed.from_address,
+                    *mentioned_addresses(parsed.text, parsed.from_address, desk),
+                )
+            ],
+        )
 
     def _parse(self, raw: bytes, source: SourceRef, now: datetime) -> ParsedMessage | Result:
         """`raw` parsed in the bounded parser, or the quarantine entry of a message it refused."""
@@ -474,42 +494,6 @@ _SAME_UID = (
     .where(InboundMessage.uid == bindparam("uid"))
     .limit(1)
 )
-_INBOUND = cast(Table, InboundMessage.__table__)
-
-
-def _seen_before(match: ColumnElement[bool]) -> Select[tuple[int]]:
-    """The record of the same mailbox UID if there is one, else the first record (not itself a
-    duplicate) that `match` finds: one statement, as it runs for every message."""
-    same_uid = select(_INBOUND.c.id, literal_column("0").label("rank")).where(
-        _INBOUND.c.mailbox == bindparam("mailbox"),
-        _INBOUND.c.uidvalidity == bindparam("uidvalidity"),
-        _INBOUND.c.uid == bindparam("uid"),
-    )
-    same_message = select(_INBOUND.c.id, literal_column("1").label("rank")).where(
-        _INBOUND.c.disposition != Disposition.DUPLICATE, match
-    )
-    found = union_all(same_uid, same_message).subquery()
-    return select(found.c.id).order_by(found.c.rank, found.c.id).limit(1)
-
-
-_SEEN_BY_MESSAGE_ID = blind_to_held_rows(
-    _seen_before(_INBOUND.c.message_id == bindparam("message_id"))
-)
-_SEEN_BY_BYTES = blind_to_held_rows(_seen_before(_INBOUND.c.sha256 == bindparam("sha256")))
-
-
-def find_seen(
-    session: Session, message_id: str | None, sha256: str, source: SourceRef
-) -> InboundMessage | None:
-    """The earlier record of this message: same mailbox UID, same Message-ID, or (a message
-    without one) same bytes."""
-    where = {"mailbox": source.mailbox, "uidvalidity": source.uidvalidity, "uid": source.uid}
-    if message_id:
-        found = session.execute(_SEEN_BY_MESSAGE_ID, {**where, "message_id": message_id})
-    else:
-        found = session.execute(_SEEN_BY_BYTES, {**where, "sha256": sha256})
-    earlier = found.scalar()
-    return None if earlier is None else session.get(InboundMessage, earlier)
 
 
 def _describe_source(source: SourceRef) -> str:

@@ -24,7 +24,8 @@ from casework.models import (
     Person,
     QuarantineEntry,
 )
-from intake.pipeline import Outcome, SourceRef, find_seen
+from intake.pipeline import Outcome, SourceRef
+from intake.seen import find_seen
 from scheduler.app import App
 from tests.conftest import MODERATORS
 from tests.mail import make_mail, parse
