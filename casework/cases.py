@@ -30,8 +30,11 @@ from casework.people import ensure_person, find_person_id, normalise_address, no
 from casework.rules import RULES, guess_rule, is_question
 
 _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
-# Bounded repeats: an unbounded `[\w.+'-]+@` is quadratic on a long run of letters with no @.
-_ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}")
+# An address in a report's text. Bounded repeats: an unbounded `[\w.+'-]+@` is quadratic on a
+# long run of letters with no @. A match starts only where a run of local-part characters
+# starts (the look-behind), so it is tried once per run instead of at every character, and a
+# run longer than an address's 64 characters is no address, not even by its tail.
+_ADDRESS = re.compile(r"(?<![\w.+'-])[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}")
 _CASES = cast(Table, Case.__table__)
 _INSERT_CASE = blind_to_held_rows(insert(_CASES))
 
