@@ -134,7 +134,9 @@ def _read_chunk(
         ((s.mailbox, s.uidvalidity) for _, _, s in messages if s.uid is not None), (None, None)
     )
     messages = [
-        m for m in messages if m[2].uid is None or (m[2].mailbox, m[2].uidvalidity) == mailbox
+        (message_id, sha256, source)
+        for message_id, sha256, source in messages
+        if source.uid is None or (source.mailbox, source.uidvalidity) == mailbox
     ]
     rows = session.execute(
         _CANDIDATES,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from casework.clock import FixedClock
 from scheduler.app import App, build_app
@@ -110,6 +111,19 @@ def app(make_settings: SettingsFactory, db_url: str) -> Iterator[App]:
     built = build_app(make_settings(db_url), migrate=True)
     yield built
     built.engine.dispose()
+
+
+@pytest.fixture
+def statements(app: App) -> Iterator[list[str]]:
+    """The first words of every statement the app's engine sends while the test runs."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split()[:3]))
+
+    event.listen(app.engine, "before_cursor_execute", note)
+    yield seen
+    event.remove(app.engine, "before_cursor_execute", note)
 
 
 @pytest.fixture

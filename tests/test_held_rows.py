@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from casework.audit import record_event
@@ -20,19 +19,6 @@ from scheduler.app import App
 from tests.desk_helpers import ASHA, KARAN, body_of, events, moderator_reply, open_report, outbox
 from tests.mail import make_mail
 from tests.test_pipeline_groups import pending
-
-
-@pytest.fixture
-def statements(app: App) -> Iterator[list[str]]:
-    """The first words of every statement the app's engine sends while the test runs."""
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(" ".join(statement.split()[:3]))
-
-    event.listen(app.engine, "before_cursor_execute", note)
-    yield seen
-    event.remove(app.engine, "before_cursor_execute", note)
 
 
 def kinds(session: Session) -> list[str]:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.audit import record_event
@@ -22,19 +20,6 @@ from intake.seen import find_seen, read_seen_ahead
 from scheduler.app import App
 from tests.mail import make_mail
 from tests.test_pipeline_groups import pending
-
-
-@pytest.fixture
-def statements(app: App) -> Iterator[list[str]]:
-    """The first words of every statement the app's engine sends while the test runs."""
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(" ".join(statement.split()[:3]))
-
-    event.listen(app.engine, "before_cursor_execute", note)
-    yield seen
-    event.remove(app.engine, "before_cursor_execute", note)
 
 
 def without_message_id(raw: bytes) -> bytes:
