@@ -239,7 +239,7 @@ _VENDOR_HEADERS = (
 def vendor_auto_reply_header(message: ParsedMessage, ctx: ClassifyContext) -> Classification | None:
     """Headers that responders, Exchange and cron put on what they send by themselves."""
     for header in _VENDOR_HEADERS:
-        if message.headers.get(header) is not None:
+        if header.lower() in message.header_names:
             return Classification(Verdict.AUTO_REPLY, header.lower())
     if "autoresponder" in message.header("X-POST-MessageClass").lower():
         return Classification(Verdict.AUTO_REPLY, "x-post-messageclass")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
+from functools import cached_property
 
 import mailparser
 
@@ -59,12 +60,22 @@ class ParsedMessage:
     headers: Message = field(compare=False, repr=False)
     truncated: bool = False
 
+    @cached_property
+    def header_names(self) -> frozenset[str]:
+        """The names of the headers present, lowered. Most headers asked about are absent, and
+        asking `headers` reads through all of them, lowering each name, every time."""
+        return frozenset(name.lower() for name in self.headers.keys())  # noqa: SIM118
+
     def header(self, name: str) -> str:
         """The first value of header `name` as text, or ''."""
+        if name.lower() not in self.header_names:
+            return ""
         value = self.headers.get(name)
         return "" if value is None else _header_text(value)
 
     def header_values(self, name: str) -> list[str]:
+        if name.lower() not in self.header_names:
+            return []
         return [_header_text(v) for v in self.headers.get_all(name, [])]
 
 

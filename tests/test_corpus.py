@@ -94,3 +94,30 @@ def test_the_body_is_read_from_the_one_parse_as_mail_parser_reads_the_bytes() ->
         read = [replace(parse._attachment(a), filename="") for a in theirs.attachments]
         assert unnamed == read, path
         assert ours.date == (theirs.date if isinstance(theirs.date, datetime) else None), path
+
+
+def test_header_lookups_give_what_the_header_block_gives_for_every_sample() -> None:
+    """`header` and `header_values` skip absent names by the set of names present; for every
+    name of every corpus message, in any case, and for names no message has, they must give
+    what reading the whole header block gives."""
+    from intake.parse import ParsedMessage, _header_text, parse_message
+
+    every = sorted(
+        p
+        for p in CORPUS.rglob("*")
+        if p.is_file() and not p.name.startswith(("LICENSE", "NOTICE", "README", "SHA256SUMS"))
+    )
+    absent = ["X-Never-Sent", "Auto-Submitted", "Precedence", "Delivered-To", "List-Id"]
+    checked = 0
+    for path in every:
+        parsed: ParsedMessage = parse_message(
+            path.read_bytes(), max_bytes=10**9, max_attachment_bytes=10**9
+        )
+        given = [*parsed.headers.keys(), *absent]
+        for name in {spelt for n in given for spelt in (n, n.upper(), n.lower())}:
+            first = parsed.headers.get(name)
+            assert parsed.header(name) == ("" if first is None else _header_text(first)), name
+            every_value = [_header_text(v) for v in parsed.headers.get_all(name, [])]
+            assert parsed.header_values(name) == every_value, (path, name)
+            checked += 1
+    assert checked > 10_000
