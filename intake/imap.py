@@ -152,6 +152,7 @@ class ImapIntake:
         self._parser.start()
 
     def wait_for_helpers(self, timeout: float) -> bool:
+        """Whether the helpers `start_helpers` began are up within `timeout` seconds."""
         return self._parser.wait_ready(timeout)
 
     def close(self) -> None:
