@@ -734,6 +734,43 @@ def test_uidvalidity_change_rescans_without_processing_twice(
     assert count(app, InboundMessage, InboundMessage.uidvalidity == after.uidvalidity) == 4
 
 
+def test_a_report_sent_twice_in_one_batch_opens_one_case(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    """A group reads ahead whether each message was seen before; a copy of a message earlier in
+    the same group must still be found, by Message-ID, or by its bytes when it has none."""
+    app = imap_app()
+    resent = make_mail(sender="priya@example.com", message_id="<twice@client.example>")
+    bare = b"".join(
+        line
+        for line in make_mail(sender="ravi@example.com", subject="No id").splitlines(True)
+        if not line.startswith(b"Message-ID:")
+    )
+    batch = mails(20)
+    batch[5:5] = [resent, bare]
+    batch[15:15] = [resent, bare]  # 24 messages: one group, parsed ahead in the helper
+    imap_server.deliver(*batch)
+
+    results = app.poll(clock.now())
+
+    by_sender = [
+        (row.from_address, result)
+        for row, result in zip(inbound_rows(app), results, strict=True)
+        if row.from_address in ("priya@example.com", "ravi@example.com")
+    ]
+    assert [(sender, r.outcome) for sender, r in by_sender] == [
+        ("priya@example.com", Outcome.PROCESSED),
+        ("ravi@example.com", Outcome.PROCESSED),
+        ("priya@example.com", Outcome.DUPLICATE),
+        ("ravi@example.com", Outcome.DUPLICATE),
+    ]
+    assert by_sender[2][1].case_id == by_sender[0][1].case_id is not None
+    assert by_sender[3][1].case_id == by_sender[1][1].case_id is not None
+    assert count(app, Case) == 22
+    assert count(app, InboundMessage, InboundMessage.disposition == Disposition.DUPLICATE) == 2
+    assert imap_server.uids("INBOX") == []
+
+
 def test_poison_message_is_quarantined_and_does_not_block_the_rest(
     imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
 ) -> None:
