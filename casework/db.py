@@ -65,6 +65,30 @@ def insert_row(session: Session, statement: Insert, values: dict[str, Any]) -> i
     return int(key[0])
 
 
+@contextmanager
+def planned_afresh(session: Session) -> Iterator[None]:
+    """Statements run in the block are planned by the server each time they run.
+
+    For the few statements whose best plan depends on how big the tables have grown since the
+    connection first ran them: PostgreSQL would otherwise keep the plan it made for the tiny
+    tables of a new desk (a sequential scan) until its next ANALYZE. SQLite plans every
+    statement afresh anyway.
+    """
+    driver = session.connection().connection.dbapi_connection
+    threshold = getattr(driver, "prepare_threshold", _NOT_PSYCOPG)
+    if threshold is _NOT_PSYCOPG:
+        yield
+        return
+    driver.prepare_threshold = None  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = threshold  # type: ignore[union-attr]
+
+
+_NOT_PSYCOPG = object()
+
+
 def _alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))

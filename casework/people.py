@@ -10,7 +10,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from casework.db import insert_row
+from casework.db import insert_row, planned_afresh
 from casework.held_rows import blind_to_held_rows
 from casework.models import Person
 from casework.read_ahead import CHUNK, accounted_for, read_ahead
@@ -67,10 +67,9 @@ def read_people_ahead(session: Session, emails: Iterable[str]) -> None:
     wanted = sorted({normalise_address(e) for e in emails if e.strip()} - ahead.people.keys())
     for start in range(0, len(wanted), CHUNK):
         chunk = wanted[start : start + CHUNK]
-        found = {
-            row.email: (int(row.id), row.name)
-            for row in session.execute(_BY_EMAILS, {"emails": chunk})
-        }
+        with planned_afresh(session):
+            rows = session.execute(_BY_EMAILS, {"emails": chunk}).all()
+        found = {row.email: (int(row.id), row.name) for row in rows}
         ahead.people.update((email, found.get(email)) for email in chunk)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from casework.db import planned_afresh
 from casework.held_rows import blind_to_held_rows
 from casework.models import Disposition, InboundMessage
 from casework.read_ahead import CHUNK, read_ahead
@@ -62,6 +63,7 @@ _CANDIDATES = blind_to_held_rows(
         ).where(
             _INBOUND.c.mailbox == bindparam("mailbox"),
             _INBOUND.c.uidvalidity == bindparam("uidvalidity"),
+            _INBOUND.c.uid.between(bindparam("lowest_uid"), bindparam("highest_uid")),
             _INBOUND.c.uid.in_(bindparam("uids", expanding=True)),
         ),
         select(
@@ -138,16 +140,22 @@ def _read_chunk(
         for message_id, sha256, source in messages
         if source.uid is None or (source.mailbox, source.uidvalidity) == mailbox
     ]
-    rows = session.execute(
-        _CANDIDATES,
-        {
-            "mailbox": mailbox[0],
-            "uidvalidity": mailbox[1],
-            "uids": [s.uid for _, _, s in messages if s.uid is not None],
-            "message_ids": [message_id for message_id, _, _ in messages if message_id],
-            "digests": [sha256 for message_id, sha256, _ in messages if not message_id],
-        },
-    )
+    uids = [s.uid for _, _, s in messages if s.uid is not None]
+    with planned_afresh(session):
+        rows = session.execute(
+            _CANDIDATES,
+            {
+                "mailbox": mailbox[0],
+                "uidvalidity": mailbox[1],
+                # PostgreSQL scans the index over the range; by the list alone it may filter
+                # every UID of the folder.
+                "lowest_uid": min(uids, default=None),
+                "highest_uid": max(uids, default=None),
+                "uids": uids,
+                "message_ids": [message_id for message_id, _, _ in messages if message_id],
+                "digests": [sha256 for message_id, sha256, _ in messages if not message_id],
+            },
+        ).all()
     first: dict[tuple[int, str], int] = {}
     for row_id, rank, key in rows:
         mark = (int(rank), key)

@@ -249,3 +249,25 @@ def test_any_other_write_to_what_was_read_forgets_it(app: App, clock: FixedClock
 def test_a_session_that_does_not_watch_its_writes_cannot_read_ahead(app: App) -> None:
     with sessionmaker(app.engine)() as session, pytest.raises(RuntimeError), reading_ahead(session):
         pass
+
+
+def test_uids_far_apart_in_one_group_find_each_and_nothing_between(
+    app: App, clock: FixedClock
+) -> None:
+    first = list(
+        app.pipeline.process_group(pending(app, *(make_mail() for _ in range(3))), clock.now)
+    )
+
+    def at(uid: int) -> SourceRef:
+        return SourceRef(mailbox="test", uidvalidity=1, uid=uid)
+
+    lookups = [("<a@client.example>", "x", at(1)), ("<b@client.example>", "y", at(50)),
+               ("<c@client.example>", "z", at(3))]  # fmt: skip
+    with app.sessions() as session, reading_ahead(session):
+        read_seen_ahead(session, lookups)
+        found = [find_seen(session, *lookup) for lookup in lookups]
+    assert [row.id if row else None for row in found] == [
+        first[0].inbound_id,
+        None,  # uid 2, between the others, is in the database but was not asked about
+        first[2].inbound_id,
+    ]
