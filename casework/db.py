@@ -74,19 +74,16 @@ def planned_afresh(session: Session) -> Iterator[None]:
     tables of a new desk (a sequential scan) until its next ANALYZE. SQLite plans every
     statement afresh anyway.
     """
-    driver = session.connection().connection.dbapi_connection
-    threshold = getattr(driver, "prepare_threshold", _NOT_PSYCOPG)
-    if threshold is _NOT_PSYCOPG:
+    driver: Any = session.connection().connection.dbapi_connection
+    if not hasattr(driver, "prepare_threshold"):  # not psycopg
         yield
         return
-    driver.prepare_threshold = None  # type: ignore[union-attr]
+    threshold = driver.prepare_threshold
+    driver.prepare_threshold = None
     try:
         yield
     finally:
-        driver.prepare_threshold = threshold  # type: ignore[union-attr]
-
-
-_NOT_PSYCOPG = object()
+        driver.prepare_threshold = threshold
 
 
 def _alembic_config(url: str) -> AlembicConfig:
