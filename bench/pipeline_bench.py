@@ -2,11 +2,13 @@
 
 Usage: .venv/bin/python bench/pipeline_bench.py [--messages 1000] [--kind report|automated]
        [--database sqlite|postgres] [--moderators 1] [--messages-per-commit 25]
+       [--statement-times]
 
 Prints milliseconds per message (wall and CPU), the wall time per message of the first and the
-last tenth of the groups (a cost that grows with the tables shows there), then the SQL
-statements one message costs, by kind of statement, counted on one more group after the clock
-has stopped. Parsing is done before the clock starts, as the IMAP intake's parse helper does.
+last tenth of the groups (a cost that grows with the tables shows there; with
+`--statement-times`, also by kind of statement, per group), then the SQL statements one
+message costs, by kind of statement, counted on one more group after the clock has stopped.
+Parsing is done before the clock starts, as the IMAP intake's parse helper does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from bench.imap_throughput import corpus
 from bench.scratch import bench_settings, machine_reference, scratch_database
@@ -43,6 +45,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--messages-per-commit", type=int, default=25, help="as [intake.imap] messages_per_commit"
+    )
+    parser.add_argument(
+        "--statement-times",
+        action="store_true",
+        help="also time each kind of statement (slows the run a little)",
     )
     args = parser.parse_args()
     print(machine_reference())
@@ -85,13 +92,19 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
     timed, counted = pending[: args.messages], pending[args.messages :]
     now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
     groups: list[float] = []  # wall seconds of each group, to see whether the cost grows
+    spent: list[dict[str, float]] = []  # with --statement-times: the same, by statement
+    timer = StatementTimer(app.engine) if args.statement_times else None
     started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(timed), size):
         group_started = time.perf_counter()
         for _ in app.pipeline.process_group(timed[start : start + size], lambda: now):
             pass
         groups.append(time.perf_counter() - group_started)
+        if timer is not None:
+            spent.append(timer.take())
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    if timer is not None:
+        timer.stop()
     n = len(timed)
     print(
         f"{args.database}, {n} {args.kind} messages, {args.moderators} moderator(s), "
@@ -103,6 +116,12 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
     tenth = max(1, len(groups) // 10)
     first, last = (sum(part) / (tenth * size) * 1000 for part in (groups[:tenth], groups[-tenth:]))
     print(f"wall per message, first tenth of the groups {first:.2f} ms, last tenth {last:.2f} ms")
+    if spent:
+        print("time in cursor.execute per group, first tenth → last tenth:")
+        early, late = (_add(part) for part in (spent[:tenth], spent[-tenth:]))
+        for statement in sorted(early.keys() | late.keys()):
+            before, after = (part.get(statement, 0.0) / tenth * 1000 for part in (early, late))
+            print(f"  {before:6.2f} → {after:6.2f} ms  {statement}")
 
     statements: collections.Counter[str] = collections.Counter()
 
@@ -118,6 +137,40 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
     for statement, times in statements.most_common():
         print(f"  {times / len(counted):5.2f}  {statement}")
     app.engine.dispose()
+
+
+def _add(times: list[dict[str, float]]) -> dict[str, float]:
+    total: collections.defaultdict[str, float] = collections.defaultdict(float)
+    for part in times:
+        for statement, seconds in part.items():
+            total[statement] += seconds
+    return total
+
+
+class StatementTimer:
+    """The wall time `engine`'s statements spend in `cursor.execute`, by their first words."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._spent: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self._started = 0.0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, *_args: Any) -> None:
+        self._started = time.perf_counter()
+
+    def _after(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        self._spent[" ".join(statement.split()[:3])] += time.perf_counter() - self._started
+
+    def take(self) -> dict[str, float]:
+        """The times since the last call, by statement; counting starts again."""
+        spent, self._spent = self._spent, collections.defaultdict(float)
+        return spent
+
+    def stop(self) -> None:
+        event.remove(self._engine, "before_cursor_execute", self._before)
+        event.remove(self._engine, "after_cursor_execute", self._after)
 
 
 if __name__ == "__main__":
