@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from casework.audit import record_event
-from casework.db import insert_row
+from casework.db import insert_row, planned_afresh
 from casework.desk import Desk
 from casework.held_rows import blind_to_held_rows
 from casework.inbound import InboundRecord, insert_inbound
@@ -320,9 +320,10 @@ def history_of(
 
     `other_than` leaves out one case (the one being shown), so the counts are "earlier" ones.
     """
-    as_reporter, as_subject = session.execute(
-        _HISTORY, {"person": person_id, "other_than": other_than or 0}
-    ).one()
+    with planned_afresh(session):  # a count over a table that grows with every report
+        as_reporter, as_subject = session.execute(
+            _HISTORY, {"person": person_id, "other_than": other_than or 0}
+        ).one()
     return {"as_reporter": int(as_reporter or 0), "as_subject": int(as_subject or 0)}
 
 

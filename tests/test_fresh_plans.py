@@ -1,4 +1,4 @@
-"""PostgreSQL plans for the group lookups: made for the tables as they are, bounded by the index."""
+"""PostgreSQL plans for lookups over growing tables: made for the tables as they are, by index."""
 
 from __future__ import annotations
 
@@ -48,6 +48,20 @@ def test_the_group_lookups_are_never_kept_as_prepared_plans(pg_app: App, clock: 
         held = list(connection.scalars(text("SELECT statement FROM pg_prepared_statements")))
     assert any(s.startswith("INSERT INTO cases") for s in held)  # the rest are prepared
     assert not [s for s in held if "FROM people" in s or "FROM inbound_messages" in s]
+
+
+def test_a_known_reporters_history_is_never_kept_as_a_prepared_plan(
+    pg_app: App, clock: FixedClock
+) -> None:
+    # The same reporter again and again: each new case counts their earlier ones.
+    for n in range(8):
+        mail = make_mail(sender="student1@example.com", subject=f"Report {n}")
+        (result,) = pg_app.pipeline.process_group(pending(pg_app, mail, first_uid=n + 1), clock.now)
+        assert result.outcome is Outcome.PROCESSED
+    with pg_app.engine.connect() as connection:
+        held = list(connection.scalars(text("SELECT statement FROM pg_prepared_statements")))
+    assert any(s.startswith("INSERT INTO cases") for s in held)
+    assert not [s for s in held if "count(*) FILTER" in s]
 
 
 def test_statements_outside_the_block_are_prepared_as_before(pg_app: App) -> None:
