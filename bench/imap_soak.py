@@ -9,7 +9,7 @@ scheduler's sweeps), then delivers waves of mail one after another. For each wav
 how long the worker took to record all of it, counted from the wave's last APPEND, and the
 resident memory (VmRSS) of the worker and of its children (the parse helper). A worker that
 kept what it had handled would grow wave after wave; one that does not levels off after the
-first few.
+first few. On PostgreSQL it then prints the tables the server read by sequential scans.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from bench.imap_throughput import corpus
 from bench.scratch import MODERATOR, machine_reference, scratch_database
@@ -95,11 +95,28 @@ def soak(args: argparse.Namespace, server: ImapServer, work: Path, url: str) -> 
             own, children = resident_kib(worker.pid)
             print(f"{wave:4}  {recorded:8}  {took:24.2f}  {own / 1024:7.1f} MiB  "
                   f"{children / 1024:9.1f} MiB")  # fmt: skip
+        if engine.dialect.name == "postgresql":
+            print_sequential_scans(engine)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
         engine.dispose()
     return 0
+
+
+def print_sequential_scans(engine: Engine) -> None:
+    """The tables PostgreSQL read by sequential scans during the run: a lookup planned for a
+    tiny table shows here as many scans and many rows (the soak's own check after each wave
+    adds one scan of `inbound_messages` a wave)."""
+    query = text(
+        "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables"
+        " WHERE seq_tup_read > 0 ORDER BY seq_tup_read DESC"
+    )
+    time.sleep(1)  # the server publishes its counters about once a second
+    with engine.connect() as connection:
+        print("sequential scans (rows read):", ", ".join(
+            f"{table} {scans} ({rows:,})" for table, scans, rows in connection.execute(query)
+        ))  # fmt: skip
 
 
 def handled(engine: Engine) -> int:
