@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from casework.db import is_current, make_engine
 from outbound.delivery import SendError
@@ -37,6 +37,45 @@ def check_database(settings: Settings) -> CheckResult:
         return CheckResult("database", False, f"{url}: {type(error).__name__}: {error}")
     finally:
         engine.dispose()
+
+
+# A table is reported once this many rows changed since PostgreSQL last analyzed it, and more
+# than half of its rows: autovacuum, when on, analyzes after 50 rows and a tenth of the table.
+STALE_ROWS = 1000
+
+_STALE_TABLES = text(
+    "SELECT relname, n_live_tup, n_mod_since_analyze FROM pg_stat_user_tables"
+    " WHERE schemaname = current_schema() AND n_mod_since_analyze >= :rows"
+    " AND n_mod_since_analyze * 2 > n_live_tup ORDER BY relname"
+)
+
+
+def check_statistics(settings: Settings) -> CheckResult:
+    """PostgreSQL: no table of the desk has changed much since its last ANALYZE.
+
+    Statements the worker's connections have prepared keep the plans made for the tables as
+    they were until the next ANALYZE (see docs/operations.md); SQLite has no such plans.
+    """
+    engine = make_engine(settings.database.url)
+    try:
+        with engine.connect() as connection:
+            autovacuum = connection.scalar(text("SELECT current_setting('autovacuum')"))
+            stale = connection.execute(_STALE_TABLES, {"rows": STALE_ROWS}).all()
+    except Exception as error:
+        return CheckResult("statistics", False, f"{type(error).__name__}: {error}")
+    finally:
+        engine.dispose()
+    if not stale:
+        return CheckResult("statistics", True, f"fresh (autovacuum {autovacuum})")
+    tables = ", ".join(
+        f"{name} ({changed:,} of {rows:,} rows changed since)" for name, rows, changed in stale
+    )
+    return CheckResult(
+        "statistics",
+        False,
+        f"not analyzed lately: {tables}; autovacuum is {autovacuum}. Run ANALYZE, and keep"
+        " autovacuum on or ANALYZE from cron",
+    )
 
 
 def check_maildir(name: str, path: Path) -> CheckResult:
@@ -81,6 +120,8 @@ def checks_for(settings: Settings) -> list[Callable[[], CheckResult]]:
         lambda: check_database(settings),
         lambda: check_hygiene(settings),
     ]
+    if make_url(settings.database.url).get_backend_name() == "postgresql":
+        checks.insert(1, lambda: check_statistics(settings))
     if settings.intake.source is IntakeSource.MAILDIR:
         checks.append(lambda: check_maildir("intake", settings.intake.maildir))
     else:
