@@ -1,7 +1,7 @@
 """A serving worker over a long run: its memory and how soon it records each wave of mail.
 
 Usage: .venv/bin/python bench/imap_soak.py [--waves 20] [--per-wave 500]
-       [--database sqlite|postgres] [--kind report|automated]
+       [--database sqlite|postgres] [--kind report|automated] [--outbox-interval PT15S]
 
 Starts its own Dovecot on a free loopback port and `safetydesk run` as a process of its own,
 serving as in production (IDLE, the parse helper, outbound delivery to a Maildir, the
@@ -43,6 +43,11 @@ def main() -> int:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--kind", choices=["report", "automated"], default="report")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for a wave")
+    parser.add_argument(
+        "--outbox-interval",
+        default="PT15S",
+        help="[schedule] outbox_interval: how often the worker delivers (PT1H: not during the run)",
+    )
     args = parser.parse_args()
     print(machine_reference())
 
@@ -60,7 +65,7 @@ def soak(args: argparse.Namespace, server: ImapServer, work: Path, url: str) -> 
     """Deliver the waves to a serving worker; 0 when every wave was recorded in time."""
     engine = make_engine(url)
     upgrade(engine)
-    config = write_config(work, server, url)
+    config = write_config(work, server, url, args.outbox_interval)
     with open(work / "worker.log", "wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "scheduler.cli", "--config", str(config), "run"],
@@ -157,7 +162,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def write_config(work: Path, server: ImapServer, url: str) -> Path:
+def write_config(work: Path, server: ImapServer, url: str, outbox_interval: str) -> Path:
     (work / "token-secret").write_text("x" * 64)
     (work / "imap-password").write_text(server.password)
     config = work / "safetydesk.toml"
@@ -187,6 +192,9 @@ maildir = "out"
 
 [moderators]
 addresses = ["{MODERATOR}"]
+
+[schedule]
+outbox_interval = "{outbox_interval}"
 
 [logging]
 level = "WARNING"
