@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import Engine, func, select, text
 
 from bench.imap_throughput import corpus
-from bench.scratch import MODERATOR, machine_reference, scratch_database
+from bench.scratch import machine_reference, scratch_database
 from casework.db import make_engine, upgrade
 from casework.models import InboundMessage, MailboxCursor
-from tests.imap_servers import ImapServer, make_server
+from tests.imap_servers import ImapServer, make_server, write_worker_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,9 @@ def soak(args: argparse.Namespace, server: ImapServer, work: Path, url: str) -> 
     """Deliver the waves to a serving worker; 0 when every wave was recorded in time."""
     engine = make_engine(url)
     upgrade(engine)
-    config = write_config(work, server, url, args.outbox_interval)
+    config = write_worker_config(
+        work, server, url, schedule={"outbox_interval": args.outbox_interval}
+    )
     with open(work / "worker.log", "wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "scheduler.cli", "--config", str(config), "run"],
@@ -160,47 +162,6 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def write_config(work: Path, server: ImapServer, url: str, outbox_interval: str) -> Path:
-    (work / "token-secret").write_text("x" * 64)
-    (work / "imap-password").write_text(server.password)
-    config = work / "safetydesk.toml"
-    config.write_text(
-        f"""
-[desk]
-address = "mentor4u@ecareermentor.in"
-token_secret_file = "token-secret"
-
-[database]
-url = "{url}"
-
-[intake]
-source = "imap"
-
-[intake.imap]
-host = "{server.host}"
-port = {server.port}
-tls = "none"
-username = "{server.username}"
-password_file = "imap-password"
-processed_folder = "Processed"
-
-[outbound]
-transport = "maildir"
-maildir = "out"
-
-[moderators]
-addresses = ["{MODERATOR}"]
-
-[schedule]
-outbox_interval = "{outbox_interval}"
-
-[logging]
-level = "WARNING"
-"""
-    )
-    return config
 
 
 if __name__ == "__main__":

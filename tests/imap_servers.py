@@ -424,3 +424,57 @@ def imap_settings(
         return make_settings(url or sqlite_url, intake=intake)
 
     return make
+
+
+def write_worker_config(
+    folder: Path,
+    server: ImapServer,
+    url: str,
+    *,
+    schedule: dict[str, str] | None = None,
+    **imap: object,
+) -> Path:
+    """A config file in `folder` for a worker reading `server`'s INBOX into the database at
+    `url` and delivering to a Maildir; `imap` and `schedule` add to those sections."""
+    (folder / "token-secret").write_text("x" * 64)
+    (folder / "imap-password").write_text(server.password)
+
+    def lines(values: dict[str, object]) -> str:
+        return "".join(f"{key} = {value!r}\n".replace("'", '"') for key, value in values.items())
+
+    config = folder / "safetydesk.toml"
+    config.write_text(
+        f"""
+[desk]
+address = "mentor4u@ecareermentor.in"
+token_secret_file = "token-secret"
+
+[database]
+url = "{url}"
+
+[intake]
+source = "imap"
+
+[intake.imap]
+host = "{server.host}"
+port = {server.port}
+tls = "none"
+username = "{server.username}"
+password_file = "imap-password"
+processed_folder = "Processed"
+{lines(imap)}
+[outbound]
+transport = "maildir"
+maildir = "out"
+
+[moderators]
+addresses = ["asha.moderator@ecareermentor.in"]
+trusted_authserv_ids = ["mx.ecareermentor.in"]
+
+[schedule]
+{lines(dict(schedule or {}))}
+[logging]
+level = "WARNING"
+"""
+    )
+    return config

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from casework.db import make_engine, make_sessions, upgrade
 from casework.models import Case, InboundMessage, OutboxMessage, QuarantineEntry
-from tests.imap_servers import ImapServer
+from tests.imap_servers import ImapServer, write_worker_config
 from tests.mail import make_mail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,47 +24,10 @@ MESSAGES = 300
 
 
 def write_config(tmp_path: Path, server: ImapServer, **imap: object) -> Path:
-    (tmp_path / "token-secret").write_text("x" * 64)
-    (tmp_path / "imap-password").write_text(server.password)
-    extra = "".join(f"{key} = {value!r}\n".replace("'", '"') for key, value in imap.items())
-    config = tmp_path / "safetydesk.toml"
-    config.write_text(
-        f"""
-[desk]
-address = "mentor4u@ecareermentor.in"
-token_secret_file = "token-secret"
-
-[database]
-url = "sqlite:///{tmp_path / "desk.sqlite3"}"
-
-[intake]
-source = "imap"
-
-[intake.imap]
-host = "{server.host}"
-port = {server.port}
-tls = "none"
-username = "{server.username}"
-password_file = "imap-password"
-processed_folder = "Processed"
-poll_interval = "PT2S"
-timeout = "PT10S"
-reconnect_min = "PT1S"
-reconnect_max = "PT2S"
-{extra}
-[outbound]
-transport = "maildir"
-maildir = "out"
-
-[moderators]
-addresses = ["asha.moderator@ecareermentor.in"]
-trusted_authserv_ids = ["mx.ecareermentor.in"]
-
-[logging]
-level = "WARNING"
-"""
-    )
-    return config
+    """A worker config with a quick poll and quick reconnects, on SQLite in `tmp_path`."""
+    url = f"sqlite:///{tmp_path / 'desk.sqlite3'}"
+    quick = {"poll_interval": "PT2S", "timeout": "PT10S", "reconnect_min": "PT1S"}
+    return write_worker_config(tmp_path, server, url, **quick, reconnect_max="PT2S", **imap)
 
 
 def worker(config: Path, *args: str) -> subprocess.Popen[bytes]:
