@@ -143,3 +143,11 @@ def sqlite_app(make_settings: SettingsFactory, sqlite_url: str) -> Iterator[App]
     built = build_app(make_settings(sqlite_url), migrate=True)
     yield built
     built.engine.dispose()
+
+
+@pytest.fixture
+def pg_app(make_settings: SettingsFactory, postgres_url: str) -> Iterator[App]:
+    """A migrated app on PostgreSQL alone, for what only PostgreSQL has."""
+    built = build_app(make_settings(postgres_url), migrate=True)
+    yield built
+    built.engine.dispose()

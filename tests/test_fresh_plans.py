@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import text
 
@@ -11,19 +9,11 @@ from casework.clock import FixedClock
 from casework.db import planned_afresh
 from intake.pipeline import Outcome
 from intake.seen import _CANDIDATES
-from scheduler.app import App, build_app
-from tests.conftest import SettingsFactory
+from scheduler.app import App
 from tests.mail import make_mail
 from tests.test_pipeline_groups import pending
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_app(make_settings: SettingsFactory, postgres_url: str) -> Iterator[App]:
-    built = build_app(make_settings(postgres_url), migrate=True)
-    yield built
-    built.engine.dispose()
 
 
 def reports(count: int, first: int = 0) -> list[bytes]:
