@@ -96,8 +96,9 @@ def soak(args: argparse.Namespace, server: ImapServer, work: Path, url: str) -> 
                     return 1
                 time.sleep(0.02)
             took = time.perf_counter() - appended
-            if count(engine) != recorded:
-                print(f"wave {wave}: {count(engine)} records for {recorded} messages")
+            records = count(engine)
+            if records != recorded:
+                print(f"wave {wave}: {records} records for {recorded} messages")
                 return 1
             own, children = resident_kib(worker.pid)
             print(f"{wave:4}  {recorded:8}  {took:24.2f}  {own / 1024:7.1f} MiB  "
@@ -140,7 +141,7 @@ def count(engine: Engine) -> int:
 def resident_kib(pid: int) -> tuple[int, int]:
     """VmRSS of `pid` and the sum of its descendants', in KiB."""
     own = _vm_rss(pid)
-    children = sum(_vm_rss(child) + resident_kib(child)[1] for child in _children(pid))
+    children = sum(sum(resident_kib(child)) for child in _children(pid))
     return own, children
 
 
