@@ -11,9 +11,9 @@ from sqlalchemy import Table, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from casework.audit import record_event
-from casework.db import insert_row, planned_afresh
+from casework.db import planned_afresh
 from casework.desk import Desk
-from casework.held_rows import blind_to_held_rows
+from casework.held_rows import hold_row, naming_tables
 from casework.inbound import InboundRecord, insert_inbound
 from casework.models import (
     Case,
@@ -36,7 +36,7 @@ _REF = re.compile(r"^\s*TS-(\d{1,12})\s*$", re.IGNORECASE)
 # run longer than an address's 64 characters is no address, not even by its tail.
 _ADDRESS = re.compile(r"(?<![\w.+'-])[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,10}")
 _CASES = cast(Table, Case.__table__)
-_INSERT_CASE = blind_to_held_rows(insert(_CASES))
+_INSERT_CASE = naming_tables(insert(_CASES))
 
 
 class UnknownCase(LookupError):
@@ -71,8 +71,9 @@ def open_case(
     `proactive`: a moderator (authenticated as for commands) wrote to the desk afresh, so the
     case was found by proactive monitoring: notices say so, and the moderator gets no
     acknowledgement (the new-case email is theirs too). The reporter (if new), the case and
-    the message are written with plain statements: this is the intake's commonest path, and
-    nothing here reads them back as ORM rows.
+    the message are written with plain statements, held with the group's other rows where ids
+    were drawn ahead (see `hold_row`): this is the intake's commonest path, and nothing here
+    reads them back as ORM rows.
     """
     reporter = note_person(session, message.from_address, now, message.from_name)
     question = not proactive and is_question(message.subject, message.body_text)
@@ -82,7 +83,7 @@ def open_case(
         None if kind is CaseKind.QUESTION else guess_rule(f"{message.subject}\n{message.body_text}")
     )
     title = (message.subject or "(no subject)")[:300]
-    case_id = insert_row(
+    case_id = hold_row(
         session,
         _INSERT_CASE,
         {
@@ -290,7 +291,7 @@ def summarise_case(
 
 # A person's cases as reporter and as subject, leaving out one case (or none: id 0). These run
 # for every new case, on the table's columns: plain statements skip the ORM's result machinery.
-_HISTORY = blind_to_held_rows(
+_HISTORY = naming_tables(
     select(
         func.count().filter(_CASES.c.reporter_id == bindparam("person")),
         func.count().filter(_CASES.c.subject_id == bindparam("person")),
@@ -302,7 +303,7 @@ _HISTORY = blind_to_held_rows(
         _CASES.c.id != bindparam("other_than"),
     )
 )
-_OPEN_CASES_ABOUT = blind_to_held_rows(
+_OPEN_CASES_ABOUT = naming_tables(
     select(_CASES.c.id)
     .where(_CASES.c.subject_id == bindparam("person"))
     .where(_CASES.c.status == CaseStatus.OPEN)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import CursorResult, Engine, Insert, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from casework.held_rows import watch_held_rows
@@ -55,14 +55,6 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception."""
     with sessions() as session, session.begin():
         yield session
-
-
-def insert_row(session: Session, statement: Insert, values: dict[str, Any]) -> int:
-    """Run a single-row INSERT in `session`'s transaction; the new row's id."""
-    key = cast(CursorResult[Any], session.execute(statement, values)).inserted_primary_key
-    if key is None or key[0] is None:
-        raise RuntimeError(f"the database gave no id for the new row: {statement.table}")
-    return int(key[0])
 
 
 @contextmanager

@@ -1,28 +1,38 @@
-"""Audit and outbox rows held in a session, written together before anything may read them."""
+"""New rows held in a session, written together before anything may read them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Executable, Insert, event
+from sqlalchemy import CursorResult, Executable, Insert, Table, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.sql.util import find_tables
+
+from casework.ids_ahead import IdsAhead
 
 # The session's held rows, by INSERT statement, in the order they were given.
 _HELD = "safetydesk_held_rows"
+# The ids the session's held rows may take ahead of their writing (PostgreSQL only).
+_IDS = "safetydesk_ids_ahead"
 # In the info of every session whose statements and commits write held rows first.
 _WATCHED = "safetydesk_watches_held_rows"
-# Marks a statement that reads and writes no table whose rows may be held (the audit log, the
-# outbox): it may run while rows are held. Any statement without the mark writes them first.
-_BLIND = "safetydesk_blind_to_held_rows"
+# The names of the tables a statement reads and writes: it may run while rows of other tables
+# are held. Any statement without the mark writes every held row first.
+_TABLES = "safetydesk_tables_named"
 
 E = TypeVar("E", bound=Executable)
 
 
-def blind_to_held_rows(statement: E) -> E:
-    """`statement`, marked as touching none of the tables whose rows may be held."""
-    return statement.execution_options(**{_BLIND: True})
+def naming_tables(statement: E) -> E:
+    """`statement`, marked with the tables it reads and writes, so that rows held for other
+    tables may stay held while it runs."""
+    names = frozenset(t.name for t in find_tables(statement, include_crud=True))  # type: ignore[arg-type]
+    if not names:
+        raise ValueError(f"no table found in {statement}")
+    return statement.execution_options(**{_TABLES: names})
 
 
 def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
@@ -37,6 +47,29 @@ def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]])
         held.setdefault(statement, []).extend(rows)
 
 
+def hold_row(session: Session, statement: Insert, values: dict[str, Any]) -> int:
+    """Insert one row and give its id: inside `holding_rows` given ids ahead, the row is held
+    with an id taken from them; otherwise, or with none on hand, it is written at once."""
+    held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
+    ids: IdsAhead | None = session.info.get(_IDS)
+    table = statement.table
+    row_id = None
+    if held is not None and ids is not None and not session.in_nested_transaction():
+        row_id = ids.take(table) if isinstance(table, Table) else None
+    if held is None or row_id is None:
+        return insert_row(session, statement, values)
+    held.setdefault(statement, []).append({**values, "id": row_id})
+    return row_id
+
+
+def insert_row(session: Session, statement: Insert, values: dict[str, Any]) -> int:
+    """Run a single-row INSERT in `session`'s transaction, at once; the new row's id."""
+    key = cast(CursorResult[Any], session.execute(statement, values)).inserted_primary_key
+    if key is None or key[0] is None:
+        raise RuntimeError(f"the database gave no id for the new row: {statement.table}")
+    return int(key[0])
+
+
 @contextmanager
 def savepoint(session: Session) -> Iterator[None]:
     """A savepoint that rows held before it cannot be rolled back with: they are written first."""
@@ -46,9 +79,11 @@ def savepoint(session: Session) -> Iterator[None]:
 
 
 @contextmanager
-def holding_rows(session: Session) -> Iterator[None]:
-    """Within the block, `insert_rows` holds its rows; they are written before any statement
-    not marked `blind_to_held_rows`, before a commit, and at the block's end.
+def holding_rows(session: Session, ids: IdsAhead | None = None) -> Iterator[None]:
+    """Within the block, `insert_rows` holds its rows, and so does `hold_row` while `ids` has
+    ids on hand; they are written before any statement that may read them (one not marked by
+    `naming_tables` or naming a table with rows held), before an ORM flush, before a commit,
+    and at the block's end.
 
     Each kind of row is then one executemany: one round trip for the group instead of one per
     row. Should the block fail, the held rows are dropped with the transaction they belong to.
@@ -56,22 +91,63 @@ def holding_rows(session: Session) -> Iterator[None]:
     if not session.info.get(_WATCHED):
         raise RuntimeError("this session does not write held rows first: see watch_held_rows")
     session.info[_HELD] = {}
+    if ids is not None:
+        session.info[_IDS] = ids
     try:
         yield
         write_held_rows(session)
     finally:
         session.info.pop(_HELD, None)
+        session.info.pop(_IDS, None)
 
 
-def write_held_rows(session: Session) -> None:
-    """Write every row `session` holds, in the order each kind was given."""
+def write_held_rows(session: Session, read: Collection[str] | None = None) -> None:
+    """Write the rows `session` holds, a table before the tables whose rows refer to it and
+    otherwise in the order each kind was given. With `read` (names of tables), only the held
+    rows of those tables and of the tables their rows refer to; the rest stay held."""
     held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
     if not held:
         return
-    batches = list(held.items())
-    held.clear()  # before executing: the writes below must not find them again
+    batches = sorted(held.items(), key=lambda batch: _rank(batch[0].table))
+    if read is not None:
+        batches = [(s, rows) for s, rows in batches if _is_needed(s.table, read)]
+    for statement, _ in batches:  # before executing: the writes below must not find them again
+        del held[statement]
     for statement, rows in batches:
         _write(session, statement, rows)
+
+
+def _rank(table: object) -> int:
+    """A table's place in its metadata's order, where each table follows those it refers to."""
+    return _rank_of(table) if isinstance(table, Table) else 0
+
+
+@cache
+def _rank_of(table: Table) -> int:
+    return table.metadata.sorted_tables.index(table)
+
+
+def _is_needed(table: object, read: Collection[str]) -> bool:
+    """Whether rows of `table` must be written before a statement that reads `read`: they are
+    of one of those tables, or of one that any of those refers to, directly or not."""
+    if not isinstance(table, Table):
+        return True
+    tables = table.metadata.tables
+    return any(table.name in _referred_to(tables[name]) for name in read if name in tables)
+
+
+@cache
+def _referred_to(table: Table) -> frozenset[str]:
+    """The names of `table` and of every table its rows refer to, directly or not."""
+    found = {table.name: table}
+    waiting = [table]
+    while waiting:
+        for key in waiting.pop().foreign_keys:
+            parent = key.column.table
+            if parent.name not in found and isinstance(parent, Table):
+                found[parent.name] = parent
+                waiting.append(parent)
+    return frozenset(found)
 
 
 def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
@@ -84,6 +160,7 @@ def watch_held_rows(sessions: sessionmaker[Session]) -> None:
     sessions.configure(info={**sessions.kw.get("info", {}), _WATCHED: True})
     event.listen(sessions, "do_orm_execute", _before_statement)
     event.listen(sessions, "before_commit", write_held_rows)
+    event.listen(sessions, "before_flush", _before_flush)
     event.listen(sessions, "after_transaction_create", _refuse_bare_savepoint)
 
 
@@ -94,5 +171,17 @@ def _refuse_bare_savepoint(session: Session, transaction: SessionTransaction) ->
 
 
 def _before_statement(state: ORMExecuteState) -> None:
-    if state.session.info.get(_HELD) and not state.execution_options.get(_BLIND):
-        write_held_rows(state.session)
+    held: dict[Insert, list[dict[str, Any]]] | None = state.session.info.get(_HELD)
+    if not held:
+        return
+    write_held_rows(state.session, state.execution_options.get(_TABLES))
+
+
+def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    """ORM rows may refer to held ones (a case, a person), and the ORM's flush runs no
+    statement through the session: write those first."""
+    if not session.info.get(_HELD):
+        return
+    flushed = {*session.new, *session.dirty, *session.deleted}
+    tables = {getattr(type(row), "__table__", None) for row in flushed}
+    write_held_rows(session, {t.name for t in tables if isinstance(t, Table)})

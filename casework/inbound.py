@@ -9,8 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from casework.db import insert_row
-from casework.held_rows import blind_to_held_rows
+from casework.held_rows import hold_row, insert_rows, naming_tables
 from casework.models import Attachment, Disposition, InboundMessage, Party
 from casework.read_ahead import accounted_for
 
@@ -18,8 +17,8 @@ from casework.read_ahead import accounted_for
 # intake's hot path a unit-of-work flush costs several times what the statements do.
 # A message's record carries its own Message-ID, bytes and mailbox UID, which the pipeline's
 # read-ahead accounts for.
-_INSERT_MESSAGE = accounted_for(blind_to_held_rows(insert(cast(Table, InboundMessage.__table__))))
-_INSERT_ATTACHMENT = blind_to_held_rows(insert(cast(Table, Attachment.__table__)))
+_INSERT_MESSAGE = accounted_for(naming_tables(insert(cast(Table, InboundMessage.__table__))))
+_INSERT_ATTACHMENT = naming_tables(insert(cast(Table, Attachment.__table__)))
 
 
 @dataclass(frozen=True)
@@ -100,11 +99,13 @@ def insert_inbound(
     case_id: int | None = None,
     party: Party | None = None,
 ) -> int:
-    """Write `record` (and its attachments) at once, without the ORM; its new id."""
+    """Write `record` (and its attachments) without the ORM, at once or held (see `hold_row`);
+    its new id."""
     columns = {**record.columns(), "case_id": case_id, "party": party}
-    message_id = insert_row(session, _INSERT_MESSAGE, columns)
+    message_id = hold_row(session, _INSERT_MESSAGE, columns)
     if record.attachments:
-        session.execute(
+        insert_rows(
+            session,
             _INSERT_ATTACHMENT,
             [
                 {

@@ -10,8 +10,8 @@ from typing import cast
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from casework.db import insert_row, planned_afresh
-from casework.held_rows import blind_to_held_rows
+from casework.db import planned_afresh
+from casework.held_rows import hold_row, naming_tables
 from casework.models import Person
 from casework.read_ahead import CHUNK, accounted_for, read_ahead
 
@@ -41,18 +41,18 @@ def ensure_person(session: Session, email: str, now: datetime, name: str = "") -
 
 
 _PEOPLE = cast(Table, Person.__table__)
-_ID_AND_NAME = blind_to_held_rows(
+_ID_AND_NAME = naming_tables(
     select(_PEOPLE.c.id, _PEOPLE.c.name).where(_PEOPLE.c.email == bindparam("email"))
 )
-_BY_EMAILS = blind_to_held_rows(
+_BY_EMAILS = naming_tables(
     select(_PEOPLE.c.email, _PEOPLE.c.id, _PEOPLE.c.name).where(
         _PEOPLE.c.email.in_(bindparam("emails", expanding=True))
     )
 )
 # note_person drops the read-ahead entry of the address it writes.
-_INSERT = accounted_for(blind_to_held_rows(insert(_PEOPLE)))
+_INSERT = accounted_for(naming_tables(insert(_PEOPLE)))
 _NAME = accounted_for(
-    blind_to_held_rows(
+    naming_tables(
         update(_PEOPLE).where(_PEOPLE.c.id == bindparam("person")).values(name=bindparam("name"))
     )
 )
@@ -73,6 +73,15 @@ def read_people_ahead(session: Session, emails: Iterable[str]) -> None:
         ahead.people.update((email, found.get(email)) for email in chunk)
 
 
+def count_new_ahead(session: Session, emails: Iterable[str]) -> int:
+    """Inside `reading_ahead`: how many of these addresses were read ahead and not found."""
+    ahead = read_ahead(session)
+    if ahead is None:
+        return 0
+    addresses = {normalise_address(e) for e in emails if e.strip()}
+    return sum(1 for a in addresses if a in ahead.people and ahead.people[a] is None)
+
+
 def _id_and_name(session: Session, address: str) -> tuple[int, str] | None:
     ahead = read_ahead(session)
     if ahead is not None and address in ahead.people:
@@ -81,10 +90,14 @@ def _id_and_name(session: Session, address: str) -> tuple[int, str] | None:
     return None if found is None else (int(found[0]), found[1])
 
 
-def _written(session: Session, address: str) -> None:
+def _written(session: Session, address: str, row: tuple[int, str]) -> None:
     ahead = read_ahead(session)
-    if ahead is not None:  # the write may yet be rolled back with a savepoint: look it up again
+    if ahead is None:
+        return
+    if session.in_nested_transaction():  # the write may yet be rolled back: look it up again
         ahead.people.pop(address, None)
+    else:
+        ahead.people[address] = row
 
 
 def find_person_id(session: Session, email: str) -> int | None:
@@ -104,17 +117,19 @@ def note_person(session: Session, email: str, now: datetime, name: str = "") -> 
     """The person with this address, written at once if new; a known name is kept.
 
     Plain statements, for the intake's hot path: a Person row of this address already loaded
-    in the same transaction would not see a name written here.
+    in the same transaction would not see a name written here. Inside `holding_rows` with ids
+    ahead, a new person is held and written with the group's other rows.
     """
     address = normalise_address(email)
     name = name.strip()[:200]
     found = _id_and_name(session, address)
     if found is None:
         values = {"email": address, "name": name, "created_at": now}
-        _written(session, address)
-        return NotedPerson(insert_row(session, _INSERT, values), address, new=True)
+        person_id = hold_row(session, _INSERT, values)
+        _written(session, address, (person_id, name))
+        return NotedPerson(person_id, address, new=True)
     person_id, known = found
     if name and not known:
-        _written(session, address)
         session.execute(_NAME, {"person": person_id, "name": name})
+        _written(session, address, (person_id, name))
     return NotedPerson(person_id, address, new=False)

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,15 +26,17 @@ from casework.db import transaction
 from casework.desk import Desk
 from casework.enforcement import record_appeal
 from casework.held_rows import holding_rows
+from casework.ids_ahead import IdsAhead
 from casework.inbound import AttachmentFacts, InboundRecord, insert_inbound
 from casework.models import (
     Case,
     Disposition,
     InboundMessage,
     Party,
+    Person,
     QuarantineEntry,
 )
-from casework.people import read_people_ahead
+from casework.people import count_new_ahead, read_people_ahead
 from casework.read_ahead import reading_ahead
 from casework.routing import Route, route_reply
 from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
@@ -43,9 +46,13 @@ from intake.classify import Classification, ClassifyContext, Verdict, classify
 from intake.imap_cursor import source_label
 from intake.moderator_mail import handle_moderator_mail, judge_parsed_sender
 from intake.parse import ParsedMessage, sha256_of
-from intake.seen import find_seen, read_seen_ahead
+from intake.seen import find_seen, read_seen_ahead, unseen_ahead
 
 log = logging.getLogger(__name__)
+
+_CASES = cast(Table, Case.__table__)
+_INBOUND = cast(Table, InboundMessage.__table__)
+_PEOPLE = cast(Table, Person.__table__)
 
 
 class TemporaryFailure(Exception):
@@ -113,6 +120,7 @@ class Pipeline:
         self._classify_context = ClassifyContext(
             desk_address=desk.desk.address.lower(), desk_domain=desk.desk.domain
         )
+        self._ids = IdsAhead()
 
     def process(
         self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
@@ -189,8 +197,9 @@ class Pipeline:
         handled: dict[int, Result] = {}
         try:
             with (
+                self._ids.lent(),
                 transaction(self._sessions) as session,
-                holding_rows(session),
+                holding_rows(session, self._ids),
                 reading_ahead(session),
             ):
                 self._read_ahead(session, ready)
@@ -215,7 +224,8 @@ class Pipeline:
         self, session: Session, ready: Sequence[tuple[int, SourceRef, ParsedMessage]]
     ) -> None:
         """What the group's messages will look up first: whether each was seen before, and the
-        people a new report names (its sender and any address in its text)."""
+        people a new report names (its sender and any address in its text); and, on PostgreSQL,
+        ids for the rows the group will likely write (see `hold_row`)."""
         read_seen_ahead(session, [(p.message_id, p.sha256, source) for _, source, p in ready])
         desk = self._desk.desk.address
         read_people_ahead(
@@ -229,6 +239,25 @@ class Pipeline:
                     *mentioned_addresses(parsed.text, parsed.from_address, desk),
                 )
             ],
+        )
+        # Mail that starts no thread and was not seen before is likely a new report. Ids drawn
+        # for more rows than the group writes wait for the next group; a row with none on hand
+        # is written at once.
+        new_reports = sum(
+            1
+            for _, source, p in ready
+            if p.from_address
+            and not p.in_reply_to
+            and not p.references
+            and unseen_ahead(session, p.message_id, p.sha256, source)
+        )
+        self._ids.top_up(
+            session,
+            {
+                _INBOUND: len(ready),
+                _CASES: new_reports,
+                _PEOPLE: count_new_ahead(session, (p.from_address for _, _, p in ready)),
+            },
         )
 
     def _parse(self, raw: bytes, source: SourceRef, now: datetime) -> ParsedMessage | Result:

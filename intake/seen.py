@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from casework.db import planned_afresh
-from casework.held_rows import blind_to_held_rows
+from casework.held_rows import naming_tables
 from casework.models import Disposition, InboundMessage
 from casework.read_ahead import CHUNK, read_ahead
 
@@ -47,14 +47,12 @@ def _seen_before(match: ColumnElement[bool]) -> Select[Any]:
     return select(found.c.id).order_by(found.c.rank, found.c.id).limit(1)
 
 
-_SEEN_BY_MESSAGE_ID = blind_to_held_rows(
-    _seen_before(_INBOUND.c.message_id == bindparam("message_id"))
-)
-_SEEN_BY_BYTES = blind_to_held_rows(_seen_before(_INBOUND.c.sha256 == bindparam("sha256")))
+_SEEN_BY_MESSAGE_ID = naming_tables(_seen_before(_INBOUND.c.message_id == bindparam("message_id")))
+_SEEN_BY_BYTES = naming_tables(_seen_before(_INBOUND.c.sha256 == bindparam("sha256")))
 
 # The candidates of many messages at once: one branch per kind of match, each on its own index.
 _UID, _MESSAGE_ID, _BYTES = 0, 1, 2
-_CANDIDATES = blind_to_held_rows(
+_CANDIDATES = naming_tables(
     union_all(
         select(
             _INBOUND.c.id,
@@ -101,6 +99,13 @@ def find_seen(
         else:
             earlier = session.scalar(_SEEN_BY_BYTES, {**where, "sha256": sha256})
     return None if earlier is None else session.get(InboundMessage, earlier)
+
+
+def unseen_ahead(session: Session, message_id: str | None, sha256: str, source: SourceRef) -> bool:
+    """Inside `reading_ahead`: whether this message was read ahead and found nowhere."""
+    ahead = read_ahead(session)
+    key = _key(message_id, sha256, source)
+    return ahead is not None and key in ahead.seen and ahead.seen[key] is None
 
 
 def read_seen_ahead(session: Session, messages: Sequence[Lookup]) -> None:

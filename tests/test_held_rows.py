@@ -40,7 +40,8 @@ def test_held_events_are_one_statement_at_the_end_in_order(
 def test_a_statement_that_may_read_held_rows_writes_them_first(app: App, clock: FixedClock) -> None:
     with transaction(app.sessions) as session, holding_rows(session):
         record_event(session, clock.now(), "test.first")
-        # Any statement not marked blind (here, an ORM query of the audit log) sees them.
+        # Any statement not marked by naming_tables (here, an ORM query of the audit log) sees
+        # them.
         assert kinds(session) == ["test.first"]
         record_event(session, clock.now(), "test.second")
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 2
@@ -86,7 +87,10 @@ def test_a_group_of_reports_sends_its_events_and_emails_in_one_statement_each(
     assert [r.outcome for r in results] == [Outcome.PROCESSED] * 5
     assert statements.count("INSERT INTO audit_events") == 1
     assert statements.count("INSERT INTO outbox") == 1
-    assert statements.count("INSERT INTO cases") == 5
+    # On PostgreSQL the cases are held too, with ids drawn ahead (tests/test_ids_ahead.py).
+    assert statements.count("INSERT INTO cases") == (
+        1 if app.engine.dialect.name == "postgresql" else 5
+    )
     with app.sessions() as session:
         opened = session.execute(
             select(AuditEvent.case_id)

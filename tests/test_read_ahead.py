@@ -185,7 +185,7 @@ def test_a_sender_new_to_the_group_writes_one_person_and_keeps_the_first_name(
     assert reporters == [fresh, nameless, fresh, nameless]
 
 
-def test_people_read_ahead_match_the_lookups_and_forget_what_they_wrote(
+def test_people_read_ahead_match_the_lookups_and_know_what_they_wrote(
     app: App, clock: FixedClock
 ) -> None:
     known = add_person(app, clock, "known@example.com", "Asha")
@@ -195,8 +195,10 @@ def test_people_read_ahead_match_the_lookups_and_forget_what_they_wrote(
         assert find_person_id(session, "KNOWN@example.com") == known
         assert find_person_id(session, "new@example.com") is None
         noted = note_person(session, "new@example.com", clock.now())
-        assert "new@example.com" not in ahead.people  # written: looked up again from now on
+        assert ahead.people["new@example.com"] == (noted.id, "")  # as written: no lookup
         assert find_person_id(session, "new@example.com") == noted.id
+        named = note_person(session, "new@example.com", clock.now(), "Ravi")
+        assert named.id == noted.id and ahead.people["new@example.com"] == (noted.id, "Ravi")
         assert ahead.people["known@example.com"] == (known, "Asha")
 
 

@@ -1,0 +1,75 @@
+"""Row ids drawn from PostgreSQL's sequences ahead of their rows, so that new rows can be held."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from sqlalchemy import Table, bindparam, func, literal, select, union_all
+from sqlalchemy.orm import Session
+
+
+class IdsAhead:
+    """Ids one worker drew from the database's sequences and has not used yet, by table.
+
+    Ids a group did not use wait for the next group, and ids taken by a group that was rolled
+    back are given back, so a table's ids skip only those still on hand when the worker stops.
+    On SQLite, which has no sequences, nothing is drawn and every row is written at once.
+    Ids are lent to one transaction at a time (the intake's group).
+    """
+
+    def __init__(self) -> None:
+        self._free: dict[str, deque[int]] = {}
+        self._taken: list[tuple[str, int]] = []
+        self._lending = False
+
+    def on_hand(self, table: Table) -> int:
+        return len(self._free.get(table.name, ()))
+
+    def top_up(self, session: Session, wanted: Mapping[Table, int]) -> None:
+        """Have at least `wanted[table]` ids of each table on hand, drawn in one statement."""
+        if session.get_bind().dialect.name != "postgresql":
+            return
+        short = {t: n - self.on_hand(t) for t, n in wanted.items() if n > self.on_hand(t)}
+        if not short:
+            return
+        draws = [
+            select(
+                literal(table.name).label("name"),
+                func.nextval(func.pg_get_serial_sequence(table.name, "id")).label("id"),
+            ).select_from(func.generate_series(1, bindparam(f"n_{table.name}")))
+            for table in short
+        ]
+        statement = draws[0] if len(draws) == 1 else union_all(*draws)
+        counts = {f"n_{table.name}": count for table, count in short.items()}
+        for name, row_id in session.execute(statement, counts).all():
+            self._free.setdefault(name, deque()).append(int(row_id))  # above all on hand
+
+    def take(self, table: Table) -> int | None:
+        """An id for a new row of `table`, or None when none is on hand."""
+        free = self._free.get(table.name)
+        if not free:
+            return None
+        row_id = free.popleft()
+        self._taken.append((table.name, row_id))
+        return row_id
+
+    @contextmanager
+    def lent(self) -> Iterator[None]:
+        """Ids taken in the block are used if it ends normally and given back if it raises."""
+        if self._lending:
+            raise RuntimeError("these ids are already lent to another transaction")
+        self._lending = True
+        try:
+            yield
+        except BaseException:
+            self._give_back()
+            raise
+        finally:
+            self._taken.clear()
+            self._lending = False
+
+    def _give_back(self) -> None:
+        for name, row_id in reversed(self._taken):  # below those on hand: first out again
+            self._free.setdefault(name, deque()).appendleft(row_id)
