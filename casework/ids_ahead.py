@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from sqlalchemy import Table, bindparam, func, literal, select, union_all
+from sqlalchemy import Table, bindparam, cast, func, literal, select, union_all
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.orm import Session
 
 
@@ -23,6 +24,7 @@ class IdsAhead:
         self._free: dict[str, deque[int]] = {}
         self._taken: list[tuple[str, int]] = []
         self._lending = False
+        self._sequences: dict[str, str] = {}  # by table: the sequence its ids come from
 
     def on_hand(self, table: Table) -> int:
         return len(self._free.get(table.name, ()))
@@ -34,17 +36,30 @@ class IdsAhead:
         short = {t: n - self.on_hand(t) for t, n in wanted.items() if n > self.on_hand(t)}
         if not short:
             return
+        self._find_sequences(session, short)
         draws = [
             select(
                 literal(table.name).label("name"),
-                func.nextval(func.pg_get_serial_sequence(table.name, "id")).label("id"),
+                func.nextval(cast(bindparam(f"s_{table.name}"), REGCLASS)).label("id"),
             ).select_from(func.generate_series(1, bindparam(f"n_{table.name}")))
             for table in short
         ]
         statement = draws[0] if len(draws) == 1 else union_all(*draws)
-        counts = {f"n_{table.name}": count for table, count in short.items()}
-        for name, row_id in session.execute(statement, counts).all():
+        values: dict[str, object] = {}
+        for table, count in short.items():
+            values[f"n_{table.name}"] = count
+            values[f"s_{table.name}"] = self._sequences[table.name]
+        for name, row_id in session.execute(statement, values).all():
             self._free.setdefault(name, deque()).append(int(row_id))  # above all on hand
+
+    def _find_sequences(self, session: Session, tables: Iterable[Table]) -> None:
+        """Look up once the sequences of tables not met before (a migration names them)."""
+        for table in tables:
+            if table.name not in self._sequences:
+                found = session.scalar(select(func.pg_get_serial_sequence(table.name, "id")))
+                if found is None:
+                    raise RuntimeError(f"{table.name}.id takes its values from no sequence")
+                self._sequences[table.name] = str(found)
 
     def take(self, table: Table) -> int | None:
         """An id for a new row of `table`, or None when none is on hand."""
