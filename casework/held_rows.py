@@ -19,9 +19,10 @@ _HELD = "safetydesk_held_rows"
 _IDS = "safetydesk_ids_ahead"
 # In the info of every session whose statements and commits write held rows first.
 _WATCHED = "safetydesk_watches_held_rows"
-# The names of the tables a statement reads and writes: it may run while rows of other tables
-# are held. Any statement without the mark writes every held row first.
-_TABLES = "safetydesk_tables_named"
+# The names of the tables whose held rows must be written before a statement runs: those it
+# reads and writes, and those their rows refer to. Rows of other tables may stay held while it
+# runs; any statement without the mark writes every held row first.
+_NEEDS = "safetydesk_needs_tables"
 
 E = TypeVar("E", bound=Executable)
 
@@ -29,10 +30,11 @@ E = TypeVar("E", bound=Executable)
 def naming_tables(statement: E) -> E:
     """`statement`, marked with the tables it reads and writes, so that rows held for other
     tables may stay held while it runs."""
-    names = frozenset(t.name for t in find_tables(statement, include_crud=True))  # type: ignore[arg-type]
-    if not names:
+    tables = [t for t in find_tables(statement, include_crud=True) if isinstance(t, Table)]  # type: ignore[arg-type]
+    if not tables:
         raise ValueError(f"no table found in {statement}")
-    return statement.execution_options(**{_TABLES: names})
+    needs = frozenset().union(*(_referred_to(t) for t in tables))
+    return statement.execution_options(**{_NEEDS: needs})
 
 
 def insert_rows(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
@@ -101,20 +103,24 @@ def holding_rows(session: Session, ids: IdsAhead | None = None) -> Iterator[None
         session.info.pop(_IDS, None)
 
 
-def write_held_rows(session: Session, read: Collection[str] | None = None) -> None:
+def write_held_rows(session: Session, needed: Collection[str] | None = None) -> None:
     """Write the rows `session` holds, a table before the tables whose rows refer to it and
-    otherwise in the order each kind was given. With `read` (names of tables), only the held
-    rows of those tables and of the tables their rows refer to; the rest stay held."""
+    otherwise in the order each kind was given. With `needed` (names of tables), only the held
+    rows of those tables; the rest stay held."""
     held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
-    if not held:
+    if not held or (needed is not None and not any(_name(s.table) in needed for s in held)):
         return
     batches = sorted(held.items(), key=lambda batch: _rank(batch[0].table))
-    if read is not None:
-        batches = [(s, rows) for s, rows in batches if _is_needed(s.table, read)]
+    if needed is not None:
+        batches = [(s, rows) for s, rows in batches if _name(s.table) in needed]
     for statement, _ in batches:  # before executing: the writes below must not find them again
         del held[statement]
     for statement, rows in batches:
         _write(session, statement, rows)
+
+
+def _name(table: object) -> str | None:
+    return table.name if isinstance(table, Table) else None
 
 
 def _rank(table: object) -> int:
@@ -125,15 +131,6 @@ def _rank(table: object) -> int:
 @cache
 def _rank_of(table: Table) -> int:
     return table.metadata.sorted_tables.index(table)
-
-
-def _is_needed(table: object, read: Collection[str]) -> bool:
-    """Whether rows of `table` must be written before a statement that reads `read`: they are
-    of one of those tables, or of one that any of those refers to, directly or not."""
-    if not isinstance(table, Table):
-        return True
-    tables = table.metadata.tables
-    return any(table.name in _referred_to(tables[name]) for name in read if name in tables)
 
 
 @cache
@@ -174,7 +171,7 @@ def _before_statement(state: ORMExecuteState) -> None:
     held: dict[Insert, list[dict[str, Any]]] | None = state.session.info.get(_HELD)
     if not held:
         return
-    write_held_rows(state.session, state.execution_options.get(_TABLES))
+    write_held_rows(state.session, state.execution_options.get(_NEEDS))
 
 
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
@@ -184,4 +181,6 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
         return
     flushed = {*session.new, *session.dirty, *session.deleted}
     tables = {getattr(type(row), "__table__", None) for row in flushed}
-    write_held_rows(session, {t.name for t in tables if isinstance(t, Table)})
+    write_held_rows(
+        session, frozenset().union(*(_referred_to(t) for t in tables if isinstance(t, Table)))
+    )
