@@ -15,9 +15,10 @@ class IdsAhead:
     """Ids one worker drew from the database's sequences and has not used yet, by table.
 
     Ids a group did not use wait for the next group, and ids taken by a group that was rolled
-    back are given back, so a table's ids skip only those still on hand when the worker stops.
-    On SQLite, which has no sequences, nothing is drawn and every row is written at once.
-    Ids are lent to one transaction at a time (the intake's group).
+    back before its commit are given back, so a table's ids skip only those still on hand when
+    the worker stops and those of a commit that failed (it may have been applied, for all the
+    worker can tell). On SQLite, which has no sequences, nothing is drawn and every row is
+    written at once. Ids are lent to one transaction at a time (the intake's group).
     """
 
     def __init__(self) -> None:
@@ -72,19 +73,18 @@ class IdsAhead:
 
     @contextmanager
     def lent(self) -> Iterator[None]:
-        """Ids taken in the block are used if it ends normally and given back if it raises."""
+        """Ids taken in the block are spent when it ends, unless `give_back` was called."""
         if self._lending:
             raise RuntimeError("these ids are already lent to another transaction")
         self._lending = True
         try:
             yield
-        except BaseException:
-            self._give_back()
-            raise
         finally:
             self._taken.clear()
             self._lending = False
 
-    def _give_back(self) -> None:
+    def give_back(self) -> None:
+        """Put back the ids taken in this block: the rows that took them were never committed."""
         for name, row_id in reversed(self._taken):  # below those on hand: first out again
             self._free.setdefault(name, deque()).appendleft(row_id)
+        self._taken.clear()

@@ -196,20 +196,23 @@ class Pipeline:
         (then nothing of it was kept)."""
         handled: dict[int, Result] = {}
         try:
-            with (
-                self._ids.lent(),
-                transaction(self._sessions) as session,
-                holding_rows(session, self._ids),
-                reading_ahead(session),
-            ):
-                self._read_ahead(session, ready)
-                for index, source, parsed in ready:
-                    handled[index] = self._handle(session, parsed, source, now())
-                    # The next message starts from the database, as in a transaction of its
-                    # own: no ORM row loaded for this one (which plain statements may change
-                    # behind it) is handed on.
-                    session.flush()
-                    session.expunge_all()
+            with self._ids.lent(), transaction(self._sessions) as session:
+                try:
+                    with holding_rows(session, self._ids), reading_ahead(session):
+                        self._read_ahead(session, ready)
+                        for index, source, parsed in ready:
+                            handled[index] = self._handle(session, parsed, source, now())
+                            # The next message starts from the database, as in a transaction
+                            # of its own: no ORM row loaded for this one (which plain
+                            # statements may change behind it) is handed on.
+                            session.flush()
+                            session.expunge_all()
+                except BaseException:
+                    # Rolled back before any commit: the ids the group took were never
+                    # used. (Those of a failed commit are not given back: it may have
+                    # been applied, for all the worker can tell.)
+                    self._ids.give_back()
+                    raise
         except Exception as error:
             if isinstance(error, DBAPIError) and _is_outage(error):
                 raise TemporaryFailure(f"database unavailable: {error.orig}") from error

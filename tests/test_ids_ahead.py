@@ -126,6 +126,30 @@ def test_the_ids_of_a_group_that_failed_are_used_later_and_none_twice(
     assert sorted(r.case_id or 0 for r in later) == ids[:4]
 
 
+@pytest.mark.postgres
+def test_the_ids_of_a_refused_commit_are_never_used(pg_app: App, clock: FixedClock) -> None:
+    # A commit that failed may have been applied, for all the worker can tell: the ids its
+    # rows took are not given back, so no later row can collide with them.
+    refused: list[int] = []
+
+    def refuse_the_first(_session: Any) -> None:
+        if not refused:
+            refused.append(1)
+            raise RuntimeError("commit refused")
+
+    event.listen(pg_app.sessions, "before_commit", refuse_the_first)
+    try:
+        first = group(pg_app, clock, report(0), report(1), report(2))
+    finally:
+        event.remove(pg_app.sessions, "before_commit", refuse_the_first)
+    later = group(pg_app, clock, report(3), report(4), first_uid=10)
+    assert refused == [1]
+    assert [r.outcome for r in [*first, *later]] == [Outcome.PROCESSED] * 5
+    # A new desk's sequences start at 1: the refused group drew 1-3, its reports were then
+    # handled one by one (4-6), and the next group drew afresh.
+    assert case_ids(pg_app) == [4, 5, 6, 7, 8]
+
+
 def test_the_same_new_sender_twice_in_a_group_is_one_person_with_two_cases(
     app: App, clock: FixedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
