@@ -8,7 +8,8 @@ Prints milliseconds per message (wall and CPU), the wall time per message of the
 last tenth of the groups (a cost that grows with the tables shows there; with
 `--statement-times`, also by kind of statement, per group), then the SQL statements one
 message costs, by kind of statement, counted on one more group after the clock has stopped.
-Parsing is done before the clock starts, as the IMAP intake's parse helper does.
+Parsing, and what the pipeline reads from a parsed message alone (`intake.insights`), are
+done before the clock starts, as the IMAP intake's parse helper does.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import Engine, event
 
 from bench.imap_throughput import corpus
 from bench.scratch import bench_settings, machine_reference, scratch_database
+from intake.insights import gather_insights
 from intake.parse import parse_message
 from intake.pipeline import Pending, SourceRef
 from scheduler.app import build_app
@@ -85,8 +87,14 @@ def measure(args: argparse.Namespace, settings: Settings) -> None:
         )
         for raw in messages
     ]
+    context = app.pipeline.classify_context
     pending = [
-        Pending(raw, SourceRef(mailbox="INBOX", uidvalidity=1, uid=uid), message)
+        Pending(
+            raw,
+            SourceRef(mailbox="INBOX", uidvalidity=1, uid=uid),
+            message,
+            gather_insights(message, context),
+        )
         for uid, (raw, message) in enumerate(zip(messages, parsed, strict=True), start=1)
     ]
     timed, counted = pending[: args.messages], pending[args.messages :]

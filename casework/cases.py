@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -64,7 +65,13 @@ class OpenedCase:
 
 
 def open_case(
-    desk: Desk, session: Session, message: InboundRecord, now: datetime, *, proactive: bool
+    desk: Desk,
+    session: Session,
+    message: InboundRecord,
+    now: datetime,
+    *,
+    proactive: bool,
+    reading: TextReading | None = None,
 ) -> OpenedCase:
     """A new report or question: the case, the reporter's acknowledgement, the moderators' email.
 
@@ -73,15 +80,17 @@ def open_case(
     acknowledgement (the new-case email is theirs too). The reporter (if new), the case and
     the message are written with plain statements, held with the group's other rows where ids
     were drawn ahead (see `hold_row`): this is the intake's commonest path, and nothing here
-    reads them back as ORM rows.
+    reads them back as ORM rows. `reading` is the message's text already read (`read_text`).
     """
+    if reading is None:
+        reading = read_text(
+            message.subject, message.body_text, message.from_address, desk.desk.address
+        )
     reporter = note_person(session, message.from_address, now, message.from_name)
-    question = not proactive and is_question(message.subject, message.body_text)
+    question = not proactive and reading.question
     kind = CaseKind.QUESTION if question else CaseKind.REPORT
     detection = Detection.PROACTIVE if proactive else Detection.COMMUNITY_REPORT
-    suggested = (
-        None if kind is CaseKind.QUESTION else guess_rule(f"{message.subject}\n{message.body_text}")
-    )
+    suggested = None if kind is CaseKind.QUESTION else reading.suggested_rule
     title = (message.subject or "(no subject)")[:300]
     case_id = hold_row(
         session,
@@ -126,7 +135,7 @@ def open_case(
     history = (
         dict(_NO_HISTORY) if reporter.new else history_of(session, reporter.id, other_than=case_id)
     )
-    context = moderator_context(session, summary, history, message, desk)
+    context = moderator_context(session, summary, history, message, desk, reading.mentioned)
     desk.tell_moderators(session, "moderator/new-case", case_id, context, now)
     return OpenedCase(case_id, inbound_id)
 
@@ -347,15 +356,36 @@ def mentioned_addresses(text: str, sender: str, desk_address: str) -> list[str]:
     return sorted(found - {sender.lower(), desk_address.lower()})[:10]
 
 
+@dataclass(frozen=True)
+class TextReading:
+    """What a new case takes from its message's text alone: pure work, which the IMAP intake
+    does in its parse helper, off the database path."""
+
+    question: bool  # reads as a policy question, not a report
+    suggested_rule: str | None  # the rule the text suggests, question or not
+    mentioned: tuple[str, ...]  # as `mentioned_addresses`
+
+
+def read_text(subject: str, text: str, sender: str, desk_address: str) -> TextReading:
+    return TextReading(
+        question=is_question(subject, text),
+        suggested_rule=guess_rule(f"{subject}\n{text}"),
+        mentioned=tuple(mentioned_addresses(text, sender, desk_address)),
+    )
+
+
 def moderator_context(
     session: Session,
     summary: dict[str, object],
     reporter_history: dict[str, int],
     message: InboundRecord,
     desk: Desk,
+    mentioned: Sequence[str] | None = None,
 ) -> dict[str, object]:
-    """Everything a moderator needs to decide about a new case, in one email."""
-    mentioned = mentioned_addresses(message.body_text, message.from_address, desk.desk.address)
+    """Everything a moderator needs to decide about a new case, in one email. `mentioned`: the
+    addresses the message names, when already found."""
+    if mentioned is None:
+        mentioned = mentioned_addresses(message.body_text, message.from_address, desk.desk.address)
     return {
         "ref": summary["ref"],
         "case": summary,
@@ -367,7 +397,7 @@ def moderator_context(
         "truncated": message.truncated,
         "attachments": [(a.filename, a.content_type, a.size) for a in message.attachments],
         "reporter_history": reporter_history,
-        "mentioned": mentioned,
+        "mentioned": list(mentioned),
         "mentioned_history": [person_history(session, address) for address in mentioned],
         "rules": [(rule.code, rule.title) for rule in RULES],
     }

@@ -130,7 +130,9 @@ class ImapIntake:
         self._monotonic = monotonic
         self._connection: ImapConnection | None = None
         self._folders_ready = False
-        self._parser = ParseAhead(pipeline.limits, options.parse_workers)
+        self._parser = ParseAhead(
+            pipeline.limits, options.parse_workers, context=pipeline.classify_context
+        )
         # Carried over from earlier processes, so that `run --once` from cron adds up too.
         self.login_failures = refusals_in_a_row(sessions, options.mailbox_key)
 
@@ -304,7 +306,12 @@ class ImapIntake:
                     report.results.append(result)
                     bad.append(uid)
                 elif raw is not None:
-                    group.append((uid, Pending(raw, source, next(parsed_ahead))))
+                    ahead = next(parsed_ahead)
+                    if ahead is None:
+                        group.append((uid, Pending(raw, source)))
+                    else:
+                        pending = Pending(raw, source, ahead.parsed, ahead.insights)
+                        group.append((uid, pending))
                 # A UID whose message vanished (expunged by someone else) is simply passed.
                 passed = uid
                 if not group:

@@ -10,8 +10,11 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 
 from intake.bounds import Limits, limit_memory, prescan
+from intake.classify import ClassifyContext
+from intake.insights import Insights, gather_insights
 from intake.parse import ParsedMessage, parse_message
 
 log = logging.getLogger(__name__)
@@ -38,21 +41,38 @@ def be_ready() -> None:
     """In a helper: nothing; run once at the start, so that spawning and imports are done then."""
 
 
-def parse_or_none(raw: bytes, limits: Limits) -> ParsedMessage | None:
+@dataclass(frozen=True)
+class Prepared:
+    """A message parsed in a helper, with what the pipeline reads from it alone (when asked)."""
+
+    parsed: ParsedMessage
+    insights: Insights | None = None
+
+
+def parse_or_none(
+    raw: bytes, limits: Limits, context: ClassifyContext | None = None
+) -> Prepared | None:
     """The parsed message, or None for the pipeline's bounded parser to handle (and refuse)."""
     try:
         prescan(raw, limits)
-        return parse_message(
+        parsed = parse_message(
             raw,
             max_bytes=limits.max_message_bytes,
             max_attachment_bytes=limits.max_attachment_bytes,
         )
     except Exception:
         return None
+    try:
+        insights = None if context is None else gather_insights(parsed, context)
+    except Exception:  # the pipeline reads it again, and quarantines it if it must
+        insights = None
+    return Prepared(parsed, insights)
 
 
-def parse_chunk(raws: Sequence[bytes], limits: Limits) -> list[ParsedMessage | None]:
-    return [parse_or_none(raw, limits) for raw in raws]
+def parse_chunk(
+    raws: Sequence[bytes], limits: Limits, context: ClassifyContext | None = None
+) -> list[Prepared | None]:
+    return [parse_or_none(raw, limits, context) for raw in raws]
 
 
 class ParseAhead:
@@ -65,9 +85,16 @@ class ParseAhead:
     """
 
     def __init__(
-        self, limits: Limits, workers: int, *, min_batch: int = 16, chunk: int = 8
+        self,
+        limits: Limits,
+        workers: int,
+        *,
+        context: ClassifyContext | None = None,
+        min_batch: int = 16,
+        chunk: int = 8,
     ) -> None:
         self._limits = limits
+        self._context = context
         self._workers = workers
         self._min_batch = min_batch
         self._chunk = chunk
@@ -86,8 +113,9 @@ class ParseAhead:
         """Whether the helpers `start` began are up (or failed: a batch then falls back) in time."""
         return not wait(self._starting, timeout).not_done
 
-    def parse_all(self, raws: Sequence[bytes]) -> Iterator[ParsedMessage | None]:
-        """One item per raw message, in order; produced while the caller works on the earlier."""
+    def parse_all(self, raws: Sequence[bytes]) -> Iterator[Prepared | None]:
+        """One item per raw message, in order; produced while the caller works on the earlier.
+        With a `context`, each comes with its insights (`intake.insights`)."""
         if self._workers <= 0 or len(raws) < self._min_batch:
             yield from (None for _ in raws)
             return
@@ -95,7 +123,9 @@ class ParseAhead:
         chunks = [raws[i : i + self._chunk] for i in range(0, len(raws), self._chunk)]
         produced = 0
         try:
-            futures = [executor.submit(parse_chunk, chunk, self._limits) for chunk in chunks]
+            futures = [
+                executor.submit(parse_chunk, chunk, self._limits, self._context) for chunk in chunks
+            ]
             for future, chunk in zip(futures, chunks, strict=True):
                 parsed = future.result(timeout=self._deadline(len(chunk)))
                 produced += len(parsed)

@@ -44,6 +44,7 @@ from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
 from intake.classify import Classification, ClassifyContext, Verdict, classify
 from intake.imap_cursor import source_label
+from intake.insights import Insights
 from intake.moderator_mail import handle_moderator_mail, judge_parsed_sender
 from intake.parse import ParsedMessage, sha256_of
 from intake.seen import find_seen, read_seen_ahead, unseen_ahead
@@ -87,6 +88,7 @@ class Pending:
     raw: bytes
     source: SourceRef
     parsed: ParsedMessage | None = None
+    insights: Insights | None = None  # what a parse helper read from `parsed` alone
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,10 @@ class Result:
     disposition: Disposition | None = None
     reason: str = ""
     quarantine_id: int | None = None
+
+
+# A message ready for the group: its index in the group, source, parse and insights if read.
+Ready = tuple[int, SourceRef, ParsedMessage, Insights | None]
 
 
 class Pipeline:
@@ -117,18 +123,24 @@ class Pipeline:
         self.limits = limits or Limits(max_message_bytes=max_message_bytes, parse_timeout=0)
         self._parser = BoundedParser(self.limits)
         self._suppression = suppression or SuppressionPolicy()
-        self._classify_context = ClassifyContext(
+        self.classify_context = ClassifyContext(
             desk_address=desk.desk.address.lower(), desk_domain=desk.desk.domain
         )
         self._ids = IdsAhead()
 
     def process(
-        self, raw: bytes, source: SourceRef, now: datetime, parsed: ParsedMessage | None = None
+        self,
+        raw: bytes,
+        source: SourceRef,
+        now: datetime,
+        parsed: ParsedMessage | None = None,
+        insights: Insights | None = None,
     ) -> Result:
         """Handle one message; never raises for bad mail, raises TemporaryFailure for outages.
 
         `parsed` is `raw` already parsed under this pipeline's `limits` (done off the database
-        path by a bulk reader); without it the message is parsed here, in the bounded parser.
+        path by a bulk reader), and `insights` what was read from it there; without them the
+        message is parsed and read here, in the bounded parser.
         """
         if parsed is None:
             parsed_now = self._parse(raw, source, now)
@@ -138,7 +150,7 @@ class Pipeline:
         try:
             try:
                 with transaction(self._sessions) as session:
-                    return self._handle(session, parsed, source, now)
+                    return self._handle(session, parsed, source, now, insights)
             except IntegrityError as error:
                 # Another reader committed this very mailbox UID first (a worker whose lock
                 # went with its connection, before it noticed): handled once, by them.
@@ -151,7 +163,7 @@ class Pipeline:
                 label = _describe_source(source)
                 log.info("%s met a concurrent write, trying it again: %s", label, error.orig)
                 with transaction(self._sessions) as session:
-                    return self._handle(session, parsed, source, now)
+                    return self._handle(session, parsed, source, now, insights)
         except IntegrityError as error:
             return self.quarantine(raw, source, now, "database refused the message", error)
         except (OperationalError, DBAPIError) as error:
@@ -174,7 +186,7 @@ class Pipeline:
         """
         parses = [item.parsed or self._parse(item.raw, item.source, now()) for item in items]
         ready = [
-            (index, item.source, parsed)
+            (index, item.source, parsed, item.insights if item.parsed is parsed else None)
             for index, (item, parsed) in enumerate(zip(items, parses, strict=True))
             if isinstance(parsed, ParsedMessage)
         ]
@@ -185,11 +197,11 @@ class Pipeline:
             elif index in handled:
                 yield handled[index]
             else:
-                yield self.process(item.raw, item.source, now(), parsed)
+                yield self.process(item.raw, item.source, now(), parsed, item.insights)
 
     def _handle_together(
         self,
-        ready: Sequence[tuple[int, SourceRef, ParsedMessage]],
+        ready: Sequence[Ready],
         now: Callable[[], datetime],
     ) -> dict[int, Result]:
         """The results of `ready` by index, all committed at once; none when the group failed
@@ -200,8 +212,8 @@ class Pipeline:
                 try:
                     with holding_rows(session, self._ids), reading_ahead(session):
                         self._read_ahead(session, ready)
-                        for index, source, parsed in ready:
-                            handled[index] = self._handle(session, parsed, source, now())
+                        for index, source, parsed, insights in ready:
+                            handled[index] = self._handle(session, parsed, source, now(), insights)
                             # The next message starts from the database, as in a transaction
                             # of its own: no ORM row loaded for this one (which plain
                             # statements may change behind it) is handed on.
@@ -223,23 +235,25 @@ class Pipeline:
             return {}
         return handled
 
-    def _read_ahead(
-        self, session: Session, ready: Sequence[tuple[int, SourceRef, ParsedMessage]]
-    ) -> None:
+    def _read_ahead(self, session: Session, ready: Sequence[Ready]) -> None:
         """What the group's messages will look up first: whether each was seen before, and the
         people a new report names (its sender and any address in its text); and, on PostgreSQL,
         ids for the rows the group will likely write (see `hold_row`)."""
-        read_seen_ahead(session, [(p.message_id, p.sha256, source) for _, source, p in ready])
+        read_seen_ahead(session, [(p.message_id, p.sha256, source) for _, source, p, _ in ready])
         desk = self._desk.desk.address
         read_people_ahead(
             session,
             [
                 address
-                for _, _, parsed in ready
+                for _, _, parsed, insights in ready
                 if parsed.from_address
                 for address in (
                     parsed.from_address,
-                    *mentioned_addresses(parsed.text, parsed.from_address, desk),
+                    *(
+                        insights.text.mentioned
+                        if insights is not None
+                        else mentioned_addresses(parsed.text, parsed.from_address, desk)
+                    ),
                 )
             ],
         )
@@ -248,7 +262,7 @@ class Pipeline:
         # is written at once.
         new_reports = sum(
             1
-            for _, source, p in ready
+            for _, source, p, _ in ready
             if p.from_address
             and not p.in_reply_to
             and not p.references
@@ -259,7 +273,7 @@ class Pipeline:
             {
                 _INBOUND: len(ready),
                 _CASES: new_reports,
-                _PEOPLE: count_new_ahead(session, (p.from_address for _, _, p in ready)),
+                _PEOPLE: count_new_ahead(session, (p.from_address for _, _, p, _ in ready)),
             },
         )
 
@@ -287,12 +301,21 @@ class Pipeline:
             return Result(Outcome.DUPLICATE, row.id, row.case_id, row.disposition, why)
 
     def _handle(
-        self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        insights: Insights | None = None,
     ) -> Result:
         earlier = find_seen(session, parsed.message_id, parsed.sha256, source)
         if earlier is not None:
             return self._duplicate(session, parsed, source, now, earlier)
-        verdict = classify(parsed, self._classify_context)
+        verdict = (
+            insights.classification
+            if insights is not None
+            else classify(parsed, self.classify_context)
+        )
         if verdict.automated:
             return self._automated(session, parsed, source, now, verdict)
         if not parsed.from_address:
@@ -326,7 +349,14 @@ class Pipeline:
                 return _result(row)
         record = self._make_record(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
         proactive = self._from_a_moderator(parsed)
-        opened = open_case(self._desk, session, record, now, proactive=proactive)
+        opened = open_case(
+            self._desk,
+            session,
+            record,
+            now,
+            proactive=proactive,
+            reading=insights.text if insights is not None else None,
+        )
         return Result(
             Outcome.PROCESSED, opened.inbound_id, opened.case_id, record.disposition, record.reason
         )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from casework.clock import FixedClock
 from casework.db import make_engine
 from casework.models import Case, InboundMessage, OutboxMessage, QuarantineEntry
+from intake.insights import Insights
 from intake.parse import ParsedMessage
 from intake.pipeline import Outcome, Pipeline, Result, SourceRef
 from scheduler.app import App, mailbox_key
@@ -212,9 +213,14 @@ class HeldOpenPipeline(Pipeline):
         self._commit, self._working = commit, working
 
     def _handle(
-        self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        insights: Insights | None = None,
     ) -> Result:
-        result = super()._handle(session, parsed, source, now)
+        result = super()._handle(session, parsed, source, now, insights)
         session.flush()
         self._working.set()
         assert self._commit.wait(30)

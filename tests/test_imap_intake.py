@@ -38,6 +38,7 @@ from intake.imap_client import (
     connect,
 )
 from intake.imap_cursor import held_from_earlier_uidvalidity
+from intake.insights import Insights
 from intake.parse import ParsedMessage
 from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
 from scheduler.app import App, build_app
@@ -90,11 +91,16 @@ class FailingPipeline(Pipeline):
         self._marker = marker
 
     def _handle(
-        self, session: Any, parsed: ParsedMessage, source: SourceRef, now: datetime
+        self,
+        session: Any,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        insights: Insights | None = None,
     ) -> Result:
         if self._marker in parsed.subject:
             raise RuntimeError("casework blew up on this message")
-        return super()._handle(session, parsed, source, now)
+        return super()._handle(session, parsed, source, now, insights)
 
 
 class RestartingPipeline(Pipeline):
@@ -621,13 +627,18 @@ class OutagePipeline(Pipeline):
         self.ended = True
 
     def _handle(
-        self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        insights: Insights | None = None,
     ) -> Result:
         self.seen += 1
         if self.seen >= self._at and not self.ended:
             refused = ConnectionRefusedError("connection refused")
             raise OperationalError("SELECT inbound_messages.id", {}, refused)
-        return super()._handle(session, parsed, source, now)
+        return super()._handle(session, parsed, source, now, insights)
 
 
 @pytest.mark.parametrize(("per_commit", "committed"), [(1, 3), (2, 2), (25, 0)])

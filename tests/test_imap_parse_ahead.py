@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing
 
 from intake.bounds import Limits
+from intake.classify import ClassifyContext
 from intake.imap_parse import ParseAhead
+from intake.insights import gather_insights
 from tests.mail import make_mail
 
 HEAD = b"From: a@example.com\nTo: mentor4u@ecareermentor.in\nSubject: slow\nMIME-Version: 1.0\n"
@@ -38,7 +40,9 @@ def test_a_parse_over_the_time_limit_hands_the_rest_back_to_the_pipeline() -> No
     finally:
         ahead.close(kill=True)
     assert len(parsed) == 16
-    assert all(p is not None and p.subject == f"report {n}" for n, p in enumerate(parsed[:8]))
+    assert all(
+        p is not None and p.parsed.subject == f"report {n}" for n, p in enumerate(parsed[:8])
+    )
     # The chunk with the slow message, and everything after it, is left to the bounded parser.
     assert parsed[8:] == [None] * 8
 
@@ -52,7 +56,7 @@ def test_refused_messages_come_back_unparsed_and_the_rest_parsed() -> None:
     finally:
         ahead.close()
     assert parsed[3] is None
-    assert [p.subject for p in parsed if p is not None] == [
+    assert [p.parsed.subject for p in parsed if p is not None] == [
         f"report {n}" for n in range(16) if n != 3
     ]
 
@@ -70,9 +74,33 @@ def test_a_started_helper_is_up_before_the_first_batch_and_parses_it() -> None:
         ahead.close()
     assert len(started) == 1
     assert after == started  # no helper was started for the batch: it went to the one waiting
-    assert [p.subject if p is not None else None for p in parsed] == [
+    assert [p.parsed.subject if p is not None else None for p in parsed] == [
         f"report {n}" for n in range(16)
     ]
+
+
+def test_with_a_context_the_helper_reads_each_message_as_the_pipeline_would() -> None:
+    context = ClassifyContext("mentor4u@ecareermentor.in", "ecareermentor.in")
+    batch = [
+        make_mail(subject="Is tutoring outside the platform allowed?", body="Just asking?"),
+        make_mail(body="My mentor karan.mentor@example.com asked me to pay on WhatsApp."),
+        make_mail(subject="Out of office", headers={"Auto-Submitted": "auto-replied"}),
+        *(make_mail(subject=f"report {n}") for n in range(13)),
+    ]
+    ahead = ParseAhead(Limits(), workers=1, context=context)
+    try:
+        prepared = list(ahead.parse_all(batch))
+    finally:
+        ahead.close()
+    assert all(p is not None and p.insights is not None for p in prepared)
+    for item in prepared:
+        assert item is not None and item.insights is not None
+        assert item.insights == gather_insights(item.parsed, context)
+    first, second, third = (p.insights for p in prepared[:3] if p is not None)
+    assert first is not None and first.text.question
+    assert second is not None and second.text.mentioned == ("karan.mentor@example.com",)
+    assert second.text.suggested_rule is not None
+    assert third is not None and third.classification.automated
 
 
 def test_without_workers_starting_is_nothing_and_every_item_is_left_to_the_pipeline() -> None:

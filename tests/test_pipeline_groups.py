@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -12,9 +13,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import casework.cases
+from casework.cases import TextReading
 from casework.clock import FixedClock
 from casework.models import Case, Disposition, InboundMessage, OutboxMessage, Person
 from casework.models import QuarantineEntry as Quarantined
+from intake.classify import Classification, Verdict
+from intake.insights import Insights, gather_insights
 from intake.parse import ParsedMessage, parse_message
 from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
 from scheduler.app import App
@@ -122,10 +126,15 @@ class WatchingPipeline(Pipeline):
         self.loaded: list[int] = []
 
     def _handle(
-        self, session: Session, parsed: ParsedMessage, source: SourceRef, now: datetime
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        insights: Insights | None = None,
     ) -> Result:
         self.loaded.append(len(session.identity_map))
-        return super()._handle(session, parsed, source, now)
+        return super()._handle(session, parsed, source, now, insights)
 
 
 def test_each_message_of_a_group_starts_from_the_database(
@@ -270,3 +279,26 @@ def test_messages_parsed_in_the_pipeline_keep_their_place(
         entry = session.scalars(select(Quarantined)).one()
     assert entry.raw == refused and entry.reason.startswith("refused")
     assert rows(app, Case) == 3
+
+
+def test_what_a_parse_helper_read_is_what_the_pipeline_uses(app: App, clock: FixedClock) -> None:
+    """The helper's insights are taken as given, not read again on the database path."""
+    items = pending(app, report(0), report(1), report(2))
+    context = app.pipeline.classify_context
+    read = [gather_insights(item.parsed, context) for item in items if item.parsed is not None]
+    automated = Classification(Verdict.AUTO_REPLY, "test-rule")
+    reading = TextReading(question=False, suggested_rule="test-category", mentioned=())
+    items = [
+        replace(items[0], insights=replace(read[0], classification=automated)),
+        replace(items[1], insights=replace(read[1], text=reading)),
+        items[2],  # none given: read in the pipeline
+    ]
+    results = process(app, items, clock)
+
+    assert results[0].disposition is Disposition.AUTOMATED and results[0].case_id is None
+    assert [r.disposition for r in results[1:]] == [Disposition.NEW_CASE] * 2
+    with app.sessions() as session:
+        given = session.get(Case, results[1].case_id)
+        read_here = session.get(Case, results[2].case_id)
+    assert given is not None and given.suggested_category == "test-category"
+    assert read_here is not None and read_here.suggested_category == read[2].text.suggested_rule
