@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import cached_property
 from typing import cast
 
 from sqlalchemy import Table, insert
@@ -58,6 +59,28 @@ class Outbox:
     def __init__(self, desk: DeskSettings, renderer: Renderer) -> None:
         self._desk = desk
         self._renderer = renderer
+        self._date: tuple[datetime, str] | None = None  # the last Date field, and its moment
+
+    @cached_property
+    def _fixed(self) -> tuple[str, str, list[str]]:
+        """What every message carries alike: the desk's display name, its From field, and the
+        fields that mark our automatic mail (RFC 3834 §5) and our own loop. Checked on first
+        use, as the fields of each message are."""
+        name = header_text(self._desk.name)
+        sender = mime.mailbox("From", name, check_address(self._desk.address))
+        marks = [
+            mime.structured("X-Auto-Response-Suppress", "All"),
+            mime.structured(LOOP_HEADER, self._desk.address),
+        ]
+        return name, sender, marks
+
+    def _date_field(self, now: datetime) -> str:
+        """The Date field for `now`; a report's emails, written at one moment, share it."""
+        last = self._date  # read once: the scheduler's threads compose too
+        if last is None or last[0] != now:
+            last = (now, mime.structured("Date", *email.utils.format_datetime(now).split(" ")))
+            self._date = last
+        return last[1]
 
     def queue(self, session: Session, notice: Notice, now: datetime) -> None:
         self.queue_to_each(session, notice, [notice.recipient], now)
@@ -108,18 +131,15 @@ class Outbox:
             subject = f"[TS-{notice.case_id}] {subject}"
         subject = header_text(subject, limit=900)
         recipient = check_address(notice.recipient)
-        name = header_text(self._desk.name)
-        fields = [
-            mime.mailbox("From", name, check_address(self._desk.address)),
-            mime.structured("To", recipient),
-        ]
+        name, sender, marks = self._fixed
+        fields = [sender, mime.structured("To", recipient)]
         if notice.case_id is not None and self._desk.token_secret:
             token = ReplyToken(notice.case_id, notice.party, notice.recipient)
             reply_to = reply_address(self._desk.address, self._desk.token_secret, token)
             fields.append(mime.mailbox("Reply-To", name, check_address(reply_to)))
         fields += [
             mime.unstructured("Subject", subject),
-            mime.structured("Date", *email.utils.format_datetime(now).split(" ")),
+            self._date_field(now),
             mime.structured("Message-ID", message_id),
         ]
         if notice.in_reply_to and _MSGID.fullmatch(notice.in_reply_to):
@@ -130,8 +150,7 @@ class Outbox:
         # RFC 3834 §5: mark our automatic mail so well-behaved responders stay quiet.
         if notice.auto_submitted is not AutoSubmitted.NO:
             fields.append(mime.structured("Auto-Submitted", notice.auto_submitted.value))
-        fields.append(mime.structured("X-Auto-Response-Suppress", "All"))
-        fields.append(mime.structured(LOOP_HEADER, self._desk.address))
+        fields += marks
         if notice.case_id is not None:
             fields.append(mime.structured("X-SafetyDesk-Case", f"TS-{notice.case_id}"))
         raw = mime.compose(fields, mime.Body(rendered.text, rendered.html))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.policy
+import email.utils
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -113,3 +115,21 @@ def test_a_case_with_three_moderators_renders_its_notice_once(
     pipeline.process(make_mail(), SourceRef(label="test"), clock.now())
     assert sorted(renderer.renders) == ["moderator/new-case", "reporter/acknowledgement"]
     assert sorted(bodies(app, "moderator/new-case")) == sorted(MORE_MODERATORS)
+
+
+def test_each_message_is_dated_at_its_own_moment(desk_app: App, clock: FixedClock) -> None:
+    # Messages written at one moment share one Date field; a later one gets its own.
+    outbox = Outbox(desk_app.settings.desk, Renderer())
+    notice = Notice("reporter/acknowledgement", MORE_MODERATORS[0], Party.MODERATOR, 1, ACK)
+    first, later = clock.now(), clock.now() + timedelta(minutes=90)
+    moments = [first, first, later, first]
+    dated = [
+        email.message_from_bytes(outbox.compose(notice, f"<m{n}@x.example>", moment))
+        for n, moment in enumerate(moments)
+    ]
+    assert [email.utils.parsedate_to_datetime(str(m["Date"])) for m in dated] == moments
+    assert (
+        dated[0]["From"]
+        == dated[2]["From"]
+        == "eCareerMentor Trust & Safety <mentor4u@ecareermentor.in>"
+    )
