@@ -6,12 +6,13 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from casework.clock import FixedClock
 from scheduler.app import App, build_app
@@ -113,17 +114,26 @@ def app(make_settings: SettingsFactory, db_url: str) -> Iterator[App]:
     built.engine.dispose()
 
 
-@pytest.fixture
-def statements(app: App) -> Iterator[list[str]]:
-    """The first words of every statement the app's engine sends while the test runs."""
+@contextmanager
+def noting_statements(engine: Engine) -> Iterator[list[str]]:
+    """The first words of every statement `engine` sends within the block."""
     seen: list[str] = []
 
     def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         seen.append(" ".join(statement.split()[:3]))
 
-    event.listen(app.engine, "before_cursor_execute", note)
-    yield seen
-    event.remove(app.engine, "before_cursor_execute", note)
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+@pytest.fixture
+def statements(app: App) -> Iterator[list[str]]:
+    """The first words of every statement the app's engine sends while the test runs."""
+    with noting_statements(app.engine) as seen:
+        yield seen
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import cast
 
 import pytest
-from sqlalchemy import Table, event, func, insert, select
+from sqlalchemy import Table, func, insert, select
 
 from casework.clock import FixedClock
 from casework.db import transaction
@@ -24,10 +24,15 @@ from casework.models import (
 from casework.people import note_person
 from intake.pipeline import Outcome, Result
 from scheduler.app import App
-from tests.conftest import MODERATORS
+from tests.conftest import MODERATORS, noting_statements
 from tests.desk_helpers import body_of, open_report, outbox, reply_to_of
 from tests.mail import make_mail
-from tests.test_pipeline_groups import pending, poison_after_writing, report
+from tests.test_pipeline_groups import (
+    pending,
+    poison_after_writing,
+    refusing_the_first_commit,
+    report,
+)
 
 CASES = cast(Table, Case.__table__)
 PEOPLE = cast(Table, Person.__table__)
@@ -37,14 +42,8 @@ QUARANTINE = cast(Table, QuarantineEntry.__table__)
 @pytest.fixture
 def pg_statements(pg_app: App) -> Iterator[list[str]]:
     """The first words of every statement `pg_app` sends while the test runs."""
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(" ".join(statement.split()[:3]))
-
-    event.listen(pg_app.engine, "before_cursor_execute", note)
-    yield seen
-    event.remove(pg_app.engine, "before_cursor_execute", note)
+    with noting_statements(pg_app.engine) as seen:
+        yield seen
 
 
 def group(app: App, clock: FixedClock, *raws: bytes, first_uid: int = 1) -> list[Result]:
@@ -130,18 +129,8 @@ def test_the_ids_of_a_group_that_failed_are_used_later_and_none_twice(
 def test_the_ids_of_a_refused_commit_are_never_used(pg_app: App, clock: FixedClock) -> None:
     # A commit that failed may have been applied, for all the worker can tell: the ids its
     # rows took are not given back, so no later row can collide with them.
-    refused: list[int] = []
-
-    def refuse_the_first(_session: Any) -> None:
-        if not refused:
-            refused.append(1)
-            raise RuntimeError("commit refused")
-
-    event.listen(pg_app.sessions, "before_commit", refuse_the_first)
-    try:
+    with refusing_the_first_commit(pg_app) as refused:
         first = group(pg_app, clock, report(0), report(1), report(2))
-    finally:
-        event.remove(pg_app.sessions, "before_commit", refuse_the_first)
     later = group(pg_app, clock, report(3), report(4), first_uid=10)
     assert refused == [1]
     assert [r.outcome for r in [*first, *later]] == [Outcome.PROCESSED] * 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -220,9 +221,9 @@ def test_a_failing_message_is_quarantined_alone_and_the_rest_kept(
     assert rows(app, OutboxMessage) == 3 * NOTICES_PER_CASE
 
 
-def test_a_refused_commit_runs_each_message_again_on_its_own(
-    app: App, clock: FixedClock, commits: list[str]
-) -> None:
+@contextmanager
+def refusing_the_first_commit(app: App) -> Iterator[list[int]]:
+    """Within the block, the app's first commit is refused; the list notes that it was."""
     refused: list[int] = []
 
     def refuse_the_first(_session: Any) -> None:
@@ -232,9 +233,16 @@ def test_a_refused_commit_runs_each_message_again_on_its_own(
 
     event.listen(app.sessions, "before_commit", refuse_the_first)
     try:
-        results = process(app, pending(app, report(0), report(1), report(2)), clock)
+        yield refused
     finally:
         event.remove(app.sessions, "before_commit", refuse_the_first)
+
+
+def test_a_refused_commit_runs_each_message_again_on_its_own(
+    app: App, clock: FixedClock, commits: list[str]
+) -> None:
+    with refusing_the_first_commit(app) as refused:
+        results = process(app, pending(app, report(0), report(1), report(2)), clock)
 
     assert refused == [1]
     assert [r.outcome for r in results] == [Outcome.PROCESSED] * 3
