@@ -49,7 +49,7 @@ _BY_EMAILS = naming_tables(
         _PEOPLE.c.email.in_(bindparam("emails", expanding=True))
     )
 )
-# note_person drops the read-ahead entry of the address it writes.
+# note_person puts the row it writes in the read-ahead (or, in a savepoint, drops the entry).
 _INSERT = accounted_for(naming_tables(insert(_PEOPLE)))
 _NAME = accounted_for(
     naming_tables(
@@ -114,7 +114,7 @@ class NotedPerson:
 
 
 def note_person(session: Session, email: str, now: datetime, name: str = "") -> NotedPerson:
-    """The person with this address, written at once if new; a known name is kept.
+    """The person with this address, written if new; a known name is kept.
 
     Plain statements, for the intake's hot path: a Person row of this address already loaded
     in the same transaction would not see a name written here. Inside `holding_rows` with ids
