@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 class IdsAhead:
     """Ids one worker drew from the database's sequences and has not used yet, by table.
 
-    Ids a group did not use wait for the next group, and ids taken by a group that was rolled
-    back before its commit are given back, so a table's ids skip only those still on hand when
-    the worker stops and those of a commit that failed (it may have been applied, for all the
-    worker can tell). On SQLite, which has no sequences, nothing is drawn and every row is
-    written at once. Ids are lent to one transaction at a time (the intake's group).
+    Ids a group did not use wait for the next group, and the caller gives back those taken by
+    a group rolled back before its commit, so a table's ids skip only those still on hand when
+    the worker stops and those of a write the database refused or a commit that failed (either
+    may be about the ids themselves). On SQLite, which has no sequences, nothing is drawn and
+    every row is written at once. Ids are lent to one transaction at a time (the intake's
+    group).
     """
 
     def __init__(self) -> None:

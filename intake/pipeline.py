@@ -219,11 +219,13 @@ class Pipeline:
                             # statements may change behind it) is handed on.
                             session.flush()
                             session.expunge_all()
-                except BaseException:
+                except BaseException as error:
                     # Rolled back before any commit: the ids the group took were never
-                    # used. (Those of a failed commit are not given back: it may have
-                    # been applied, for all the worker can tell.)
-                    self._ids.give_back()
+                    # used, and go to the next group, unless the database refused a write
+                    # (an id may be what it refused). Those of a failed commit are not
+                    # given back either: it may have been applied, for all the worker knows.
+                    if not isinstance(error, DBAPIError):
+                        self._ids.give_back()
                     raise
         except Exception as error:
             if isinstance(error, DBAPIError) and _is_outage(error):

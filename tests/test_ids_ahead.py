@@ -139,6 +139,36 @@ def test_the_ids_of_a_refused_commit_are_never_used(pg_app: App, clock: FixedClo
     assert case_ids(pg_app) == [4, 5, 6, 7, 8]
 
 
+@pytest.mark.postgres
+def test_an_id_the_database_refused_is_not_drawn_again(
+    pg_app: App, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two ids left over (the auto-replies'), and the first of them taken meanwhile by a row
+    # written with an explicit id, as by a restore: the next group meets it and fails.
+    group(pg_app, clock, report(0), auto_reply(0), auto_reply(1))
+    [opened] = case_ids(pg_app)
+    with transaction(pg_app.sessions) as session:
+        session.execute(
+            insert(CASES),
+            {
+                "id": opened + 1,
+                "kind": CaseKind.REPORT,
+                "status": CaseStatus.OPEN,
+                "reporter_id": None,
+                "title": "restored",
+                "created_at": clock.now(),
+                "updated_at": clock.now(),
+            },
+        )
+    with caplog.at_level(logging.INFO, logger="intake.pipeline"):
+        refused = group(pg_app, clock, report(1), report(2), first_uid=10)
+        assert caplog.text.count("handling each on its own") == 1
+        later = group(pg_app, clock, report(3), report(4), first_uid=20)
+    assert caplog.text.count("handling each on its own") == 1  # the ids were not given back
+    assert [r.outcome for r in [*refused, *later]] == [Outcome.PROCESSED] * 4
+    assert len(set(case_ids(pg_app))) == 6
+
+
 def test_the_same_new_sender_twice_in_a_group_is_one_person_with_two_cases(
     app: App, clock: FixedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
