@@ -23,11 +23,18 @@ ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = 300
 
 
-def write_config(tmp_path: Path, server: ImapServer, **imap: object) -> Path:
-    """A worker config with a quick poll and quick reconnects, on SQLite in `tmp_path`."""
-    url = f"sqlite:///{tmp_path / 'desk.sqlite3'}"
+def write_config(
+    tmp_path: Path, server: ImapServer, url: str | None = None, **imap: object
+) -> Path:
+    """A worker config with a quick poll and quick reconnects, on `url` (by default SQLite in
+    `tmp_path`)."""
+    url = url or sqlite_url(tmp_path)
     quick = {"poll_interval": "PT2S", "timeout": "PT10S", "reconnect_min": "PT1S"}
     return write_worker_config(tmp_path, server, url, **quick, reconnect_max="PT2S", **imap)
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'desk.sqlite3'}"
 
 
 def worker(config: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -44,9 +51,23 @@ def worker(config: Path, *args: str) -> subprocess.Popen[bytes]:
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     imap_server: ImapServer, tmp_path: Path
 ) -> None:
-    server = imap_server
-    config = write_config(tmp_path, server, batch_size=25)
-    engine = make_engine(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
+    kill_at_random_points(imap_server, tmp_path, sqlite_url(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_sigkill_on_postgresql_loses_and_duplicates_nothing(
+    pymap_server: ImapServer, postgres_url: str, tmp_path: Path
+) -> None:
+    """On PostgreSQL a group's new rows are held, with ids drawn ahead, until its commit."""
+    kill_at_random_points(pymap_server, tmp_path, postgres_url)
+
+
+def kill_at_random_points(server: ImapServer, tmp_path: Path, url: str) -> None:
+    """SIGKILL the worker at random points while it reads 300 reports; then prove each became
+    exactly one record, one case and one acknowledgement, and sits once in Processed."""
+    config = write_config(tmp_path, server, url, batch_size=25)
+    engine = make_engine(url)
     upgrade(engine)
     sessions = make_sessions(engine)
 
@@ -123,7 +144,7 @@ def test_sigterm_finishes_the_current_message_and_exits_cleanly(
 ) -> None:
     server = pymap_server
     config = write_config(tmp_path, server)
-    engine = make_engine(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
+    engine = make_engine(sqlite_url(tmp_path))
     upgrade(engine)
     sessions = make_sessions(engine)
     process = worker(config)
