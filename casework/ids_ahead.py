@@ -8,18 +8,19 @@ from contextlib import contextmanager
 
 from sqlalchemy import Table, bindparam, cast, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import REGCLASS
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 
 class IdsAhead:
     """Ids one worker drew from the database's sequences and has not used yet, by table.
 
-    Ids a group did not use wait for the next group, and the caller gives back those taken by
-    a group rolled back before its commit, so a table's ids skip only those still on hand when
-    the worker stops and those of a write the database refused or a commit that failed (either
-    may be about the ids themselves). On SQLite, which has no sequences, nothing is drawn and
-    every row is written at once. Ids are lent to one transaction at a time (the intake's
-    group).
+    Ids a group did not use wait for the next group, and those taken by a group rolled back
+    before its commit are given back (`returned_on_rollback`), so a table's ids skip only those
+    still on hand when the worker stops and those of a write the database refused or a commit
+    that failed (either may be about the ids themselves). On SQLite, which has no sequences,
+    nothing is drawn and every row is written at once. Ids are lent to one transaction at a
+    time (the intake's group).
     """
 
     def __init__(self) -> None:
@@ -74,7 +75,8 @@ class IdsAhead:
 
     @contextmanager
     def lent(self) -> Iterator[None]:
-        """Ids taken in the block are spent when it ends, unless `give_back` was called."""
+        """Ids taken in the block are spent when it ends, unless `returned_on_rollback` gave
+        them back."""
         if self._lending:
             raise RuntimeError("these ids are already lent to another transaction")
         self._lending = True
@@ -84,8 +86,20 @@ class IdsAhead:
             self._taken.clear()
             self._lending = False
 
-    def give_back(self) -> None:
-        """Put back the ids taken in this block: the rows that took them were never committed."""
+    @contextmanager
+    def returned_on_rollback(self) -> Iterator[None]:
+        """Inside a transaction, before its commit: should the block raise, the transaction is
+        rolled back, and the ids taken so far go back to be used again. Not when the database
+        refused a write: the value it refused may be one of them. (A failed commit is not
+        covered: it may have been applied, for all the worker can tell.)"""
+        try:
+            yield
+        except BaseException as error:
+            if not isinstance(error, DBAPIError):
+                self._give_back()
+            raise
+
+    def _give_back(self) -> None:
         for name, row_id in reversed(self._taken):  # below those on hand: first out again
             self._free.setdefault(name, deque()).appendleft(row_id)
         self._taken.clear()

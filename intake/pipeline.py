@@ -208,25 +208,21 @@ class Pipeline:
         (then nothing of it was kept)."""
         handled: dict[int, Result] = {}
         try:
-            with self._ids.lent(), transaction(self._sessions) as session:
-                try:
-                    with holding_rows(session, self._ids), reading_ahead(session):
-                        self._read_ahead(session, ready)
-                        for index, source, parsed, insights in ready:
-                            handled[index] = self._handle(session, parsed, source, now(), insights)
-                            # The next message starts from the database, as in a transaction
-                            # of its own: no ORM row loaded for this one (which plain
-                            # statements may change behind it) is handed on.
-                            session.flush()
-                            session.expunge_all()
-                except BaseException as error:
-                    # Rolled back before any commit: the ids the group took were never
-                    # used, and go to the next group, unless the database refused a write
-                    # (an id may be what it refused). Those of a failed commit are not
-                    # given back either: it may have been applied, for all the worker knows.
-                    if not isinstance(error, DBAPIError):
-                        self._ids.give_back()
-                    raise
+            with (
+                self._ids.lent(),
+                transaction(self._sessions) as session,
+                self._ids.returned_on_rollback(),
+                holding_rows(session, self._ids),
+                reading_ahead(session),
+            ):
+                self._read_ahead(session, ready)
+                for index, source, parsed, insights in ready:
+                    handled[index] = self._handle(session, parsed, source, now(), insights)
+                    # The next message starts from the database, as in a transaction of its
+                    # own: no ORM row loaded for this one (which plain statements may change
+                    # behind it) is handed on.
+                    session.flush()
+                    session.expunge_all()
         except Exception as error:
             if isinstance(error, DBAPIError) and _is_outage(error):
                 raise TemporaryFailure(f"database unavailable: {error.orig}") from error
