@@ -307,11 +307,10 @@ class ImapIntake:
                     bad.append(uid)
                 elif raw is not None:
                     ahead = next(parsed_ahead)
-                    if ahead is None:
+                    if ahead is None:  # parsed (and refused, if it must be) in the pipeline
                         group.append((uid, Pending(raw, source)))
                     else:
-                        pending = Pending(raw, source, ahead.parsed, ahead.insights)
-                        group.append((uid, pending))
+                        group.append((uid, Pending(raw, source, ahead.parsed, ahead.insights)))
                 # A UID whose message vanished (expunged by someone else) is simply passed.
                 passed = uid
                 if not group:

@@ -62,16 +62,16 @@ class Outbox:
         self._date: tuple[datetime, str] | None = None  # the last Date field, and its moment
 
     @cached_property
-    def _fixed(self) -> tuple[str, str, list[str]]:
+    def _fixed(self) -> tuple[str, str, tuple[str, ...]]:
         """What every message carries alike: the desk's display name, its From field, and the
         fields that mark our automatic mail (RFC 3834 §5) and our own loop. Checked on first
         use, as the fields of each message are."""
         name = header_text(self._desk.name)
         sender = mime.mailbox("From", name, check_address(self._desk.address))
-        marks = [
+        marks = (
             mime.structured("X-Auto-Response-Suppress", "All"),
             mime.structured(LOOP_HEADER, self._desk.address),
-        ]
+        )
         return name, sender, marks
 
     def _date_field(self, now: datetime) -> str:
