@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 
+import pytest
+
 from intake.bounds import Limits
 from intake.classify import ClassifyContext
-from intake.imap_parse import ParseAhead
+from intake.imap_parse import ParseAhead, parse_or_none
 from intake.insights import gather_insights
 from tests.mail import make_mail
 
@@ -111,3 +113,16 @@ def test_without_workers_starting_is_nothing_and_every_item_is_left_to_the_pipel
     parsed = list(ahead.parse_all([make_mail(subject=f"report {n}") for n in range(16)]))
     assert {child.pid for child in multiprocessing.active_children()} == before
     assert parsed == [None] * 16
+
+
+def test_a_message_the_helper_cannot_read_is_still_handed_over_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(*_args: object) -> None:
+        raise ValueError("a rule met something it cannot read")
+
+    monkeypatch.setattr("intake.imap_parse.gather_insights", fail)
+    context = ClassifyContext("mentor4u@ecareermentor.in", "ecareermentor.in")
+    prepared = parse_or_none(make_mail(subject="report"), Limits(), context)
+    assert prepared is not None and prepared.parsed.subject == "report"
+    assert prepared.insights is None  # the pipeline reads it itself
