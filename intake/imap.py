@@ -6,8 +6,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +37,7 @@ from intake.imap_cursor import (
     read_cursor,
 )
 from intake.imap_parse import ParseAhead
+from intake.imap_side import ImapSide
 from intake.parse import sha256_of
 from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
 
@@ -109,6 +112,44 @@ class PassReport:
     fetch_seconds: float = 0.0
     pipeline_seconds: float = 0.0
     settle_seconds: float = 0.0
+
+    def add(self, settled: _Settled) -> None:
+        self.moved += settled.moved
+        self.quarantined_on_server += settled.quarantined
+        self.settle_seconds += settled.seconds
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """A batch as read before any of it is processed: what is known of it already, the bytes
+    fetched, the UIDs that exist, and why the server refused any."""
+
+    batch: Sequence[int]
+    recorded: set[int]
+    quarantined: set[int]
+    raws: dict[int, bytes]
+    present: set[int]
+    refused: dict[int, str]
+    skipped_known: int
+    seconds: float
+
+
+@dataclass
+class _Settlement:
+    """What a batch being processed leaves to settle on the server, and the cursor's next place."""
+
+    done: list[int]
+    bad: list[int]
+    handled_upto: int = 0
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """What settling one batch did on the server."""
+
+    moved: int
+    quarantined: int
+    seconds: float
 
 
 class ImapIntake:
@@ -212,13 +253,13 @@ class ImapIntake:
                 folder.uidvalidity,
             )
         uids = connection.uids_from(cursor.first_uid_for(folder.uidvalidity))
-        report = PassReport()
         size = self.options.batch_size  # at least 1: the configuration refuses less
-        for start in range(0, len(uids), size):
-            if should_stop():
-                break
-            batch = uids[start : start + size]
-            self._batch(connection, folder, batch, now, should_stop, report, recognise=recognise)
+        batches = [uids[start : start + size] for start in range(0, len(uids), size)]
+        report = PassReport()
+        with ImapSide() as side:
+            self._run_batches(
+                connection, folder, batches, now, should_stop, report, side, recognise=recognise
+            )
         if report.results:
             log.info(
                 "%s: %d messages handled (%d known already); fetch %.2fs, pipeline %.2fs, "
@@ -232,103 +273,164 @@ class ImapIntake:
             )
         return report
 
-    def _batch(
+    def _run_batches(
         self,
         connection: ImapConnection,
         folder: FolderState,
-        batch: Sequence[int],
+        batches: Sequence[Sequence[int]],
         now: Callable[[], datetime],
         should_stop: Callable[[], bool],
         report: PassReport,
+        side: ImapSide,
         *,
         recognise: bool,
     ) -> None:
-        """Fetch, process and settle one batch. With `recognise`, a fetched message still held
-        in quarantine from an earlier UIDVALIDITY is known by its bytes and not run again."""
+        """Process the batches in order while `side` reads the next one and settles the last.
+
+        The connection is only used on `side`'s thread, one step at a time: batch N+1 is read
+        while batch N is processed, and batch N is moved or flagged (then the cursor advanced)
+        while batch N+1 is processed. A batch is settled only after its groups committed and
+        after the batch before it settled.
+        """
+        ahead: Future[_Fetched] | None = None
+        settling: Future[_Settled] | None = None
+        try:
+            for index, batch in enumerate(batches):
+                if should_stop():
+                    break
+                if ahead is None:
+                    fetched = self._read_batch(connection, folder, batch, recognise)
+                else:
+                    fetched, ahead = ahead.result(), None
+                if index + 1 < len(batches):
+                    following = batches[index + 1]
+                    ahead = side.submit(
+                        partial(self._read_batch, connection, folder, following, recognise)
+                    )
+                report.skipped_known += fetched.skipped_known
+                report.fetch_seconds += fetched.seconds
+                settlement = _Settlement(sorted(fetched.recorded), sorted(fetched.quarantined))
+                started = self._monotonic()
+                try:
+                    self._process_batch(fetched, folder, now, should_stop, report, settlement)
+                finally:
+                    report.pipeline_seconds += self._monotonic() - started
+                    # Whatever committed is settled even when a later message failed.
+                    previous, settling = (
+                        settling,
+                        side.submit(partial(self._settle, connection, folder, settlement, now())),
+                    )
+                if previous is not None:
+                    report.add(previous.result())
+            if settling is not None:
+                done, settling = settling, None
+                report.add(done.result())
+        except BaseException as raised:
+            if ahead is not None:
+                ahead.cancel()
+            side.close()
+            failure = settling.exception() if settling is not None else None
+            if failure is not None and failure is not raised:
+                log.warning(
+                    "%s: the last batch was not moved or flagged on the server (%s); "
+                    "its messages are recorded and will be on the next pass",
+                    self.options.mailbox_key,
+                    failure,
+                )
+            raise
+
+    def _read_batch(
+        self, connection: ImapConnection, folder: FolderState, batch: Sequence[int], recognise: bool
+    ) -> _Fetched:
+        """What the server and the database say of `batch` before any of it is processed.
+
+        With `recognise`, a fetched message still held in quarantine from an earlier
+        UIDVALIDITY is known by its bytes and not run again."""
         key = self.options.mailbox_key
+        started = self._monotonic()
         with transaction(self._sessions) as session:
             recorded, quarantined = already_handled(session, key, folder.uidvalidity, batch)
-        report.skipped_known += len(recorded) + len(quarantined)
+        skipped = len(recorded) + len(quarantined)
         todo = [uid for uid in batch if uid not in recorded and uid not in quarantined]
-        clock = self._monotonic
-        started = clock()
         raws, present, refused = self._fetch(connection, todo)
-        carried: set[int] = set()
         if recognise and raws:
             with transaction(self._sessions) as session:
                 digests = {uid: sha256_of(raw) for uid, raw in raws.items()}
                 carried = quarantined_before(session, key, folder.uidvalidity, digests)
-        quarantined |= carried
-        report.skipped_known += len(carried)
-        report.fetch_seconds += clock() - started
-        done, bad = sorted(recorded), sorted(quarantined)
+            skipped += len(carried)
+            quarantined |= carried
+            raws = {uid: raw for uid, raw in raws.items() if uid not in carried}
+        seconds = self._monotonic() - started
+        return _Fetched(batch, recorded, quarantined, raws, present, refused, skipped, seconds)
+
+    def _process_batch(
+        self,
+        fetched: _Fetched,
+        folder: FolderState,
+        now: Callable[[], datetime],
+        should_stop: Callable[[], bool],
+        report: PassReport,
+        settlement: _Settlement,
+    ) -> None:
+        """Run a read batch through the pipeline in groups, noting in `settlement` what each
+        committed group leaves to settle."""
+        key = self.options.mailbox_key
+        recorded, quarantined, raws = fetched.recorded, fetched.quarantined, fetched.raws
+        done, bad = settlement.done, settlement.bad
         # Messages are committed in groups; the cursor passes a UID only once it and every UID
         # before it are settled. A stop leaves the uncommitted group on the server, unread.
-        handled_upto = passed = 0
+        passed = 0
         group: list[tuple[int, Pending]] = []
 
         def commit_group() -> None:
-            nonlocal handled_upto
             results = self._pipeline.process_group([pending for _, pending in group], now)
             for (uid, _), result in zip(group, results, strict=True):
                 report.results.append(result)
                 (bad if result.outcome is Outcome.QUARANTINED else done).append(uid)
             group.clear()
-            handled_upto = passed
+            settlement.handled_upto = passed
 
-        started = clock()
-        fetched = [uid for uid in todo if uid in raws and uid not in carried]
-        parsed_ahead = self._parser.parse_all([raws[uid] for uid in fetched])
-        try:
-            for uid in batch:
-                if uid in recorded or uid in quarantined:
-                    passed = uid
-                    if not group:
-                        handled_upto = uid
-                    continue
-                if should_stop():
-                    break
-                raw = raws.get(uid)
-                source = SourceRef(
-                    label=f"{key} uid={uid}", mailbox=key, uidvalidity=folder.uidvalidity, uid=uid
-                )
-                if raw is None and uid in present:
-                    # It exists but the server will not hand it over, even on its own: kept in
-                    # quarantine (and on the server) so that it blocks none behind it. Those
-                    # before it are committed first: results stay in the mailbox's order.
-                    if group:
-                        commit_group()
-                    reason = refused.get(uid, "the server returned no body")
-                    result = self._pipeline.quarantine(
-                        b"", source, now(), "the server did not return the message",
-                        ImapCommandError(f"{key}: UID {uid}: {reason}"),
-                    )  # fmt: skip
-                    report.results.append(result)
-                    bad.append(uid)
-                elif raw is not None:
-                    ahead = next(parsed_ahead)
-                    if ahead is None:  # parsed (and refused, if it must be) in the pipeline
-                        group.append((uid, Pending(raw, source)))
-                    else:
-                        group.append((uid, Pending(raw, source, ahead.parsed, ahead.insights)))
-                # A UID whose message vanished (expunged by someone else) is simply passed.
+        parsed_ahead = self._parser.parse_all([raws[uid] for uid in fetched.batch if uid in raws])
+        for uid in fetched.batch:
+            if uid in recorded or uid in quarantined:
                 passed = uid
                 if not group:
-                    handled_upto = uid
-                elif len(group) >= self.options.messages_per_commit:
-                    commit_group()
-            else:
+                    settlement.handled_upto = uid
+                continue
+            if should_stop():
+                break
+            raw = raws.get(uid)
+            source = SourceRef(
+                label=f"{key} uid={uid}", mailbox=key, uidvalidity=folder.uidvalidity, uid=uid
+            )
+            if raw is None and uid in fetched.present:
+                # It exists but the server will not hand it over, even on its own: kept in
+                # quarantine (and on the server) so that it blocks none behind it. Those
+                # before it are committed first: results stay in the mailbox's order.
                 if group:
                     commit_group()
-        finally:
-            report.pipeline_seconds += clock() - started
-            started = clock()
-            # Whatever committed is settled on the server even when a later message failed.
-            self._settle(connection, folder, done, bad, report)
-            report.settle_seconds += clock() - started
-            if handled_upto:
-                with transaction(self._sessions) as session:
-                    advance_cursor(session, key, folder.uidvalidity, handled_upto, now())
+                reason = fetched.refused.get(uid, "the server returned no body")
+                result = self._pipeline.quarantine(
+                    b"", source, now(), "the server did not return the message",
+                    ImapCommandError(f"{key}: UID {uid}: {reason}"),
+                )  # fmt: skip
+                report.results.append(result)
+                bad.append(uid)
+            elif raw is not None:
+                ahead = next(parsed_ahead)
+                if ahead is None:  # parsed (and refused, if it must be) in the pipeline
+                    group.append((uid, Pending(raw, source)))
+                else:
+                    group.append((uid, Pending(raw, source, ahead.parsed, ahead.insights)))
+            # A UID whose message vanished (expunged by someone else) is simply passed.
+            passed = uid
+            if not group:
+                settlement.handled_upto = uid
+            elif len(group) >= self.options.messages_per_commit:
+                commit_group()
+        else:
+            if group:
+                commit_group()
 
     def _fetch(
         self, connection: ImapConnection, uids: Sequence[int]
@@ -377,22 +479,30 @@ class ImapIntake:
         self,
         connection: ImapConnection,
         folder: FolderState,
-        done: list[int],
-        bad: list[int],
-        report: PassReport,
-    ) -> None:
+        settlement: _Settlement,
+        now: datetime,
+    ) -> _Settled:
+        """Move or flag a batch's settled messages, then advance the cursor past them."""
+        started = self._monotonic()
+        moved = quarantined = 0
+        done, bad = settlement.done, settlement.bad
         if done:
             if self.options.move:
                 connection.move(done, self.options.processed_folder)
-                report.moved += len(done)
+                moved = len(done)
             else:
                 connection.add_flags(done, self._processed_flags(folder))
         if bad:
             if self.options.quarantine_folder:
                 connection.move(bad, self.options.quarantine_folder)
-                report.quarantined_on_server += len(bad)
+                quarantined = len(bad)
             else:
                 connection.add_flags(bad, [FLAGGED])
+        if settlement.handled_upto:
+            with transaction(self._sessions) as session:
+                key = self.options.mailbox_key
+                advance_cursor(session, key, folder.uidvalidity, settlement.handled_upto, now)
+        return _Settled(moved, quarantined, self._monotonic() - started)
 
     @staticmethod
     def _processed_flags(folder: FolderState) -> list[bytes]:
