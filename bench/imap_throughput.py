@@ -3,14 +3,15 @@
 Usage: .venv/bin/python bench/imap_throughput.py [--messages 2000] [--server dovecot|pymap]
        [--database sqlite|postgres] [--batch-size 200] [--after move|flag]
        [--kind report|automated] [--parse-workers 1] [--messages-per-commit 25] [--cold]
-       [--profile]
+       [--latency-ms 0] [--profile]
 
 Starts its own server on a free loopback port (as the tests do), delivers the messages,
 then times one `run_pass` of the intake over them and prints messages per second.
 
 The parse helpers are started and waited for before the clock starts, as a serving worker
 starts them when it starts (`ImapIntake.serve`); with --cold they start inside the timed pass,
-as under `safetydesk run --once`.
+as under `safetydesk run --once`. With --latency-ms, the intake reaches the server through a
+loopback proxy that holds back every chunk by that much each way, as a distant server would.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
+from bench.latency_proxy import LatencyProxy
 from bench.scratch import bench_settings, machine_reference, scratch_database
 from casework.clock import FixedClock
 from casework.models import Case, InboundMessage
@@ -85,6 +87,9 @@ def main() -> int:
     parser.add_argument(
         "--cold", action="store_true", help="start the parse helpers inside the timed pass"
     )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="one-way delay between intake and server"
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     print(machine_reference())
@@ -103,6 +108,18 @@ def main() -> int:
 def measure(args: argparse.Namespace, server: ImapServer, work: Path, url: str) -> int:
     """One timed pass of the intake over `args.messages` delivered messages; 0 when all went."""
     (work / "imap-password").write_text(server.password)
+    delay = args.latency_ms / 1000
+    proxy = LatencyProxy(server.host, server.port, delay) if delay else None
+    try:
+        return measure_through(args, server, work, url, proxy.port if proxy else server.port)
+    finally:
+        if proxy:
+            proxy.close()
+
+
+def measure_through(
+    args: argparse.Namespace, server: ImapServer, work: Path, url: str, port: int
+) -> int:
     settings = bench_settings(
         work,
         url,
@@ -110,7 +127,7 @@ def measure(args: argparse.Namespace, server: ImapServer, work: Path, url: str) 
             "source": "imap",
             "imap": {
                 "host": server.host,
-                "port": server.port,
+                "port": port,
                 "tls": "none",
                 "username": server.username,
                 "password_file": str(work / "imap-password"),
@@ -159,6 +176,7 @@ def measure(args: argparse.Namespace, server: ImapServer, work: Path, url: str) 
         f"{args.server} -> {args.database}, {args.kind}, batch {args.batch_size}, "
         f"parse workers {args.parse_workers}{' (cold)' if args.cold else ''}, "
         f"{args.messages_per_commit} per commit, "
+        f"{f'{args.latency_ms:g} ms each way, ' if args.latency_ms else ''}"
         f"{args.after}: "
         f"{len(report.results)} messages in {elapsed:.2f}s = "
         f"{len(report.results) / elapsed:.0f} messages/s "
