@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import UndefinedError
 from sqlalchemy import select
 
 from casework.clock import FixedClock
@@ -133,3 +136,33 @@ def test_each_message_is_dated_at_its_own_moment(desk_app: App, clock: FixedCloc
         == dated[2]["From"]
         == "eCareerMentor Trust & Safety <mentor4u@ecareermentor.in>"
     )
+
+
+def renderer_of(folder: Path, **templates: str) -> Renderer:
+    """A renderer of `templates`, by file name, written into `folder`."""
+    for name, text in templates.items():
+        (folder / name).write_text(text)
+    return Renderer(folder)
+
+
+def test_the_parts_share_the_context_and_globals_but_not_what_one_sets(tmp_path: Path) -> None:
+    renderer = renderer_of(
+        tmp_path,
+        **{
+            "n.subject.j2": '{% set ref = "changed" %}About {{ ref }}',
+            "n.txt.j2": "{{ ref }}: {% for i in range(3) %}{{ i }}{% endfor %}",
+            "n.html.j2": "<p>{{ ref }} & {{ note }}</p>",
+        },
+    )
+    rendered = renderer.render("n", {"ref": "TS-7", "note": "<b>"})
+    assert rendered.subject == "About changed"
+    assert rendered.text == "TS-7: 012"
+    assert rendered.html == "<p>TS-7 & &lt;b&gt;</p>"  # the value escaped, the template not
+
+
+def test_a_missing_value_is_an_error_that_names_the_template(tmp_path: Path) -> None:
+    renderer = renderer_of(tmp_path, **{"n.subject.j2": "Hi", "n.txt.j2": "{{ ref }}\n{{ gone }}"})
+    with pytest.raises(UndefinedError, match="'gone' is undefined") as raised:
+        renderer.render("n", {"ref": "TS-7"})
+    frames = [frame.filename for frame in traceback.extract_tb(raised.value.__traceback__)]
+    assert str(tmp_path / "n.txt.j2") in frames
