@@ -322,18 +322,19 @@ class ImapIntake:
                     )
                 if previous is not None:
                     report.add(previous.result())
+            if ahead is not None:  # stopped before the batch read ahead: it stays unread
+                ahead.cancel()
             if settling is not None:
-                done, settling = settling, None
-                report.add(done.result())
+                last, settling = settling, None
+                report.add(last.result())
         except BaseException as raised:
             if ahead is not None:
                 ahead.cancel()
-            side.close()
             failure = settling.exception() if settling is not None else None
             if failure is not None and failure is not raised:
                 log.warning(
-                    "%s: the last batch was not moved or flagged on the server (%s); "
-                    "its messages are recorded and will be on the next pass",
+                    "%s: the last batch was not moved or flagged on the server (%s); its "
+                    "messages are recorded, and the next pass moves or flags them",
                     self.options.mailbox_key,
                     failure,
                 )

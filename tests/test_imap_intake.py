@@ -825,6 +825,39 @@ def test_a_stop_leaves_the_uncommitted_group_on_the_server_and_the_cursor_before
     assert imap_server.uids("INBOX") == []
 
 
+def test_a_stop_between_batches_leaves_the_batch_read_ahead_unread(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(batch_size=4)
+    imap_server.deliver(*mails(8))
+    watched = Watched()
+    intake = ImapIntake(
+        imap_options(app.settings), app.pipeline, app.sessions, connector=watched.connect
+    )
+
+    # Asked before the first batch, before each of its four messages, then before the second.
+    asked: list[int] = []
+
+    def stop_before_the_second_batch() -> bool:
+        asked.append(1)
+        return len(asked) >= 6
+
+    report = intake.run_pass(clock.now, stop_before_the_second_batch)
+
+    assert len(report.results) == 4 and report.moved == 4
+    assert watched.fetched[0] == watched.moved[0]  # the first batch, moved
+    assert len(imap_server.uids("INBOX")) == 4
+    assert all(b"\\Seen" not in flags for flags in imap_server.flags("INBOX"))
+    with app.sessions() as session:
+        assert session.scalars(select(MailboxCursor.last_uid)).one() == watched.moved[0][-1]
+
+    again = intake.run_pass(clock.now)
+    intake.close()
+    assert len(again.results) == 4
+    assert count(app, Case) == 8
+    assert imap_server.uids("INBOX") == []
+
+
 def test_uidvalidity_change_rescans_without_processing_twice(
     imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
 ) -> None:
