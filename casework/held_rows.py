@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Executable, Insert, Table, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from sqlalchemy.sql.util import find_tables
 
@@ -103,6 +104,19 @@ def holding_rows(session: Session, ids: IdsAhead | None = None) -> Iterator[None
         session.info.pop(_IDS, None)
 
 
+class Later:
+    """A held row's value that is made only as its row is written: on PostgreSQL, while the
+    server runs the statements of the rows written before it."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def holds_rows(session: Session) -> bool:
+    """Whether rows given to `insert_rows` now are held (and a `Later` value waits with them)."""
+    return session.info.get(_HELD) is not None and not session.in_nested_transaction()
+
+
 def write_held_rows(session: Session, needed: Collection[str] | None = None) -> None:
     """Write the rows `session` holds, a table before the tables whose rows refer to it and
     otherwise in the order each kind was given. With `needed` (names of tables), only the held
@@ -115,8 +129,33 @@ def write_held_rows(session: Session, needed: Collection[str] | None = None) -> 
         batches = [(s, rows) for s, rows in batches if _name(s.table) in needed]
     for statement, _ in batches:  # before executing: the writes below must not find them again
         del held[statement]
-    for statement, rows in batches:
-        _write(session, statement, rows)
+    with _sent_together(session, len(batches)):
+        for statement, rows in batches:
+            _write(session, statement, rows)
+
+
+@contextmanager
+def _sent_together(session: Session, kinds: int) -> Iterator[None]:
+    """On PostgreSQL, the writes of several kinds of row sent one after the other and answered
+    together (a psycopg pipeline): the server runs each while the worker makes the next, its
+    `Later` values included, instead of the worker waiting for each in turn.
+
+    An error the server reports for a write is raised by the first statement to read answers
+    after it, or by the pipeline's end; there it is raised as SQLAlchemy would have raised it.
+    """
+    connection = session.connection()
+    if kinds < 2 or connection.dialect.name != "postgresql":
+        yield
+        return
+    driver: Any = connection.connection.dbapi_connection
+    error_base = connection.dialect.loaded_dbapi.Error
+    try:
+        with driver.pipeline():
+            yield
+    except error_base as error:
+        raise DBAPIError.instance(
+            None, None, error, error_base, dialect=connection.dialect
+        ) from error
 
 
 def _name(table: object) -> str | None:
@@ -148,8 +187,17 @@ def _referred_to(table: Table) -> frozenset[str]:
 
 
 def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    later = [key for key, value in rows[0].items() if isinstance(value, Later)]
+    if later:
+        rows = [{**row, **{key: row[key].make() for key in later}} for row in rows]
     # A single row goes as a plain execute, as every event and email did before rows were held.
-    session.execute(statement, rows[0] if len(rows) == 1 else rows)
+    # Nothing is read back (inline: no RETURNING), so the write may wait in a pipeline.
+    session.execute(_inline(statement), rows[0] if len(rows) == 1 else rows)
+
+
+@lru_cache(maxsize=64)
+def _inline(statement: Insert) -> Insert:
+    return statement.inline()
 
 
 def watch_held_rows(sessions: sessionmaker[Session]) -> None:

@@ -7,13 +7,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from casework.held_rows import insert_rows
+from casework.held_rows import Later, holds_rows, insert_rows
 from casework.models import OutboxMessage, OutboxStatus
 from casework.notices import (
     LOOP_HEADER,
@@ -89,14 +89,23 @@ class Outbox:
         self, session: Session, notice: Notice, recipients: Sequence[str], now: datetime
     ) -> None:
         """Rendered once (the facts name no recipient), then composed for each recipient with
-        their own address, reply token and Message-ID."""
+        their own address, reply token and Message-ID. While the session holds rows, a message
+        is composed only as the rows are written (`Later`): on PostgreSQL, while the server runs
+        the group's other rows. Either way it is composed inside the transaction, which fails
+        with it."""
         rendered = self._render(notice, now)
         check_elements(notice, rendered.text)  # before any row exists: refused, not queued
         rows = []
         for recipient in recipients:
             addressed = replace(notice, recipient=recipient)
             message_id = make_message_id(self._desk.domain)
-            subject, raw = self._compose(addressed, rendered, message_id, now)
+            if holds_rows(session):
+                subject = self._subject(addressed, rendered)
+                raw: bytes | Later = Later(
+                    partial(self._raw, addressed, rendered, message_id, now, subject)
+                )
+            else:
+                subject, raw = self._compose(addressed, rendered, message_id, now)
             rows.append(
                 {
                     "created_at": now,
@@ -126,10 +135,19 @@ class Outbox:
     def _compose(
         self, notice: Notice, rendered: RenderedEmail, message_id: str, now: datetime
     ) -> tuple[str, bytes]:
+        subject = self._subject(notice, rendered)
+        return subject, self._raw(notice, rendered, message_id, now, subject)
+
+    @staticmethod
+    def _subject(notice: Notice, rendered: RenderedEmail) -> str:
         subject = rendered.subject
         if notice.case_id is not None and f"[TS-{notice.case_id}]" not in subject:
             subject = f"[TS-{notice.case_id}] {subject}"
-        subject = header_text(subject, limit=900)
+        return header_text(subject, limit=900)
+
+    def _raw(
+        self, notice: Notice, rendered: RenderedEmail, message_id: str, now: datetime, subject: str
+    ) -> bytes:
         recipient = check_address(notice.recipient)
         name, sender, marks = self._fixed
         fields = [sender, mime.structured("To", recipient)]
@@ -155,4 +173,4 @@ class Outbox:
             fields.append(mime.structured("X-SafetyDesk-Case", f"TS-{notice.case_id}"))
         raw = mime.compose(fields, mime.Body(rendered.text, rendered.html))
         verify_composed(raw, recipient, _OUR_HEADERS)
-        return subject, raw
+        return raw
