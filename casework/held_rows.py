@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any, TypeVar, cast
 
@@ -104,12 +105,12 @@ def holding_rows(session: Session, ids: IdsAhead | None = None) -> Iterator[None
         session.info.pop(_IDS, None)
 
 
+@dataclass(frozen=True)
 class Later:
     """A held row's value that is made only as its row is written: on PostgreSQL, while the
     server runs the statements of the rows written before it."""
 
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
+    make: Callable[[], Any]
 
 
 def holds_rows(session: Session) -> bool:
@@ -188,11 +189,15 @@ def _referred_to(table: Table) -> frozenset[str]:
 
 def _write(session: Session, statement: Insert, rows: list[dict[str, Any]]) -> None:
     later = [key for key, value in rows[0].items() if isinstance(value, Later)]
-    if later:
-        rows = [{**row, **{key: row[key].make() for key in later}} for row in rows]
+    if later:  # a kind of row has them in the same columns; made here, in the rows' order
+        rows = [{**row, **{key: _made(row[key]) for key in later}} for row in rows]
     # A single row goes as a plain execute, as every event and email did before rows were held.
     # Nothing is read back (inline: no RETURNING), so the write may wait in a pipeline.
     session.execute(_inline(statement), rows[0] if len(rows) == 1 else rows)
+
+
+def _made(value: Any) -> Any:
+    return value.make() if isinstance(value, Later) else value
 
 
 @lru_cache(maxsize=64)
