@@ -123,11 +123,10 @@ def write_held_rows(session: Session, needed: Collection[str] | None = None) -> 
     otherwise in the order each kind was given. With `needed` (names of tables), only the held
     rows of those tables; the rest stay held."""
     held: dict[Insert, list[dict[str, Any]]] | None = session.info.get(_HELD)
-    if not held or (needed is not None and not any(_name(s.table) in needed for s in held)):
+    if not held:
         return
-    batches = sorted(held.items(), key=lambda batch: _rank(batch[0].table))
-    if needed is not None:
-        batches = [(s, rows) for s, rows in batches if _name(s.table) in needed]
+    batches = [(s, rows) for s, rows in held.items() if needed is None or _name(s.table) in needed]
+    batches.sort(key=lambda batch: _rank(batch[0].table))
     for statement, _ in batches:  # before executing: the writes below must not find them again
         del held[statement]
     with _sent_together(session, len(batches)):

@@ -95,17 +95,14 @@ class Outbox:
         with it."""
         rendered = self._render(notice, now)
         check_elements(notice, rendered.text)  # before any row exists: refused, not queued
+        later = holds_rows(session)
         rows = []
         for recipient in recipients:
             addressed = replace(notice, recipient=recipient)
             message_id = make_message_id(self._desk.domain)
-            if holds_rows(session):
-                subject = self._subject(addressed, rendered)
-                raw: bytes | Later = Later(
-                    partial(self._raw, addressed, rendered, message_id, now, subject)
-                )
-            else:
-                subject, raw = self._compose(addressed, rendered, message_id, now)
+            subject = self._subject(addressed, rendered)
+            make = partial(self._compose, addressed, rendered, message_id, now, subject)
+            raw: bytes | Later = Later(make) if later else make()
             rows.append(
                 {
                     "created_at": now,
@@ -126,17 +123,12 @@ class Outbox:
 
     def compose(self, notice: Notice, message_id: str, now: datetime) -> bytes:
         """The message for `notice`, exactly as `queue` would store it."""
-        return self._compose(notice, self._render(notice, now), message_id, now)[1]
+        rendered = self._render(notice, now)
+        return self._compose(notice, rendered, message_id, now, self._subject(notice, rendered))
 
     def _render(self, notice: Notice, now: datetime) -> RenderedEmail:
         context = {"desk": self._desk, "now": now, **notice.context}
         return self._renderer.render(notice.template, context)
-
-    def _compose(
-        self, notice: Notice, rendered: RenderedEmail, message_id: str, now: datetime
-    ) -> tuple[str, bytes]:
-        subject = self._subject(notice, rendered)
-        return subject, self._raw(notice, rendered, message_id, now, subject)
 
     @staticmethod
     def _subject(notice: Notice, rendered: RenderedEmail) -> str:
@@ -145,7 +137,7 @@ class Outbox:
             subject = f"[TS-{notice.case_id}] {subject}"
         return header_text(subject, limit=900)
 
-    def _raw(
+    def _compose(
         self, notice: Notice, rendered: RenderedEmail, message_id: str, now: datetime, subject: str
     ) -> bytes:
         recipient = check_address(notice.recipient)

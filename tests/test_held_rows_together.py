@@ -30,13 +30,13 @@ OUTBOX = cast(Table, OutboxMessage.__table__)
 @pytest.fixture
 def events(app: App, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The statements `app` sends and, between them, each email composed, in order."""
-    compose = Outbox._raw
+    compose = Outbox._compose
 
     def noted(self: Outbox, notice: Notice, *args: Any) -> bytes:
         seen.append(f"compose {notice.template}")
         return compose(self, notice, *args)
 
-    monkeypatch.setattr(Outbox, "_raw", noted)
+    monkeypatch.setattr(Outbox, "_compose", noted)
     with noting_statements(app.engine) as seen:
         yield seen
 
@@ -69,14 +69,14 @@ def test_a_groups_emails_are_composed_after_its_other_rows_are_sent(
 def test_an_email_that_cannot_be_composed_quarantines_its_message_alone(
     app: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    compose = Outbox._raw
+    compose = Outbox._compose
 
     def failing(self: Outbox, notice: Notice, rendered: RenderedEmail, *args: Any) -> bytes:
         if notice.case_id is not None and "student1@" in notice.recipient:
             raise ValueError("this email cannot be composed")
         return compose(self, notice, rendered, *args)
 
-    monkeypatch.setattr(Outbox, "_raw", failing)
+    monkeypatch.setattr(Outbox, "_compose", failing)
     results = list(app.pipeline.process_group(pending(app, *map(report, range(3))), clock.now))
 
     assert [r.outcome for r in results] == [
