@@ -71,7 +71,7 @@ def open_case(
     now: datetime,
     *,
     proactive: bool,
-    reading: TextReading | None = None,
+    reading: TextReading,
 ) -> OpenedCase:
     """A new report or question: the case, the reporter's acknowledgement, the moderators' email.
 
@@ -80,12 +80,8 @@ def open_case(
     acknowledgement (the new-case email is theirs too). The reporter (if new), the case and
     the message are written with plain statements, held with the group's other rows where ids
     were drawn ahead (see `hold_row`): this is the intake's commonest path, and nothing here
-    reads them back as ORM rows. `reading` is the message's text already read (`read_text`).
+    reads them back as ORM rows. `reading` is what its text says (`read_text`).
     """
-    if reading is None:
-        reading = read_text(
-            message.subject, message.body_text, message.from_address, desk.desk.address
-        )
     reporter = note_person(session, message.from_address, now, message.from_name)
     question = not proactive and reading.question
     kind = CaseKind.QUESTION if question else CaseKind.REPORT
@@ -380,12 +376,10 @@ def moderator_context(
     reporter_history: dict[str, int],
     message: InboundRecord,
     desk: Desk,
-    mentioned: Sequence[str] | None = None,
+    mentioned: Sequence[str],
 ) -> dict[str, object]:
     """Everything a moderator needs to decide about a new case, in one email. `mentioned`: the
-    addresses the message names, when already found."""
-    if mentioned is None:
-        mentioned = mentioned_addresses(message.body_text, message.from_address, desk.desk.address)
+    addresses the message names (`read_text`)."""
     return {
         "ref": summary["ref"],
         "case": summary,

@@ -42,9 +42,9 @@ from casework.routing import Route, route_reply
 from casework.suppressions import SuppressionPolicy, record_bounce, record_complaint
 from intake.bounces import read_bounce
 from intake.bounds import BoundedParser, Limits, MessageRefused
-from intake.classify import Classification, ClassifyContext, Verdict, classify
+from intake.classify import Classification, ClassifyContext, Verdict
 from intake.imap_cursor import source_label
-from intake.insights import Insights
+from intake.insights import Insights, gather_insights
 from intake.moderator_mail import handle_moderator_mail, judge_parsed_sender
 from intake.parse import ParsedMessage, sha256_of
 from intake.seen import find_seen, read_seen_ahead, unseen_ahead
@@ -101,8 +101,14 @@ class Result:
     quarantine_id: int | None = None
 
 
-# A message ready for the group: its index in the group, source, parse and insights if read.
-Ready = tuple[int, SourceRef, ParsedMessage, Insights | None]
+@dataclass(frozen=True)
+class Ready:
+    """A parsed message of a group: its place in the group, and what a parse helper read of it."""
+
+    index: int
+    source: SourceRef
+    parsed: ParsedMessage
+    insights: Insights | None
 
 
 class Pipeline:
@@ -186,7 +192,7 @@ class Pipeline:
         """
         parses = [item.parsed or self._parse(item.raw, item.source, now()) for item in items]
         ready = [
-            (index, item.source, parsed, item.insights if item.parsed is parsed else None)
+            Ready(index, item.source, parsed, item.insights if item.parsed is parsed else None)
             for index, (item, parsed) in enumerate(zip(items, parses, strict=True))
             if isinstance(parsed, ParsedMessage)
         ]
@@ -216,8 +222,10 @@ class Pipeline:
                 reading_ahead(session),
             ):
                 self._read_ahead(session, ready)
-                for index, source, parsed, insights in ready:
-                    handled[index] = self._handle(session, parsed, source, now(), insights)
+                for item in ready:
+                    handled[item.index] = self._handle(
+                        session, item.parsed, item.source, now(), item.insights
+                    )
                     # The next message starts from the database, as in a transaction of its
                     # own: no ORM row loaded for this one (which plain statements may change
                     # behind it) is handed on.
@@ -237,20 +245,20 @@ class Pipeline:
         """What the group's messages will look up first: whether each was seen before, and the
         people a new report names (its sender and any address in its text); and, on PostgreSQL,
         ids for the rows the group will likely write (see `hold_row`)."""
-        read_seen_ahead(session, [(p.message_id, p.sha256, source) for _, source, p, _ in ready])
+        read_seen_ahead(session, [(r.parsed.message_id, r.parsed.sha256, r.source) for r in ready])
         desk = self._desk.desk.address
+        senders = [r for r in ready if r.parsed.from_address]
         read_people_ahead(
             session,
             [
                 address
-                for _, _, parsed, insights in ready
-                if parsed.from_address
+                for r in senders
                 for address in (
-                    parsed.from_address,
+                    r.parsed.from_address,
                     *(
-                        insights.text.mentioned
-                        if insights is not None
-                        else mentioned_addresses(parsed.text, parsed.from_address, desk)
+                        r.insights.text.mentioned
+                        if r.insights is not None
+                        else mentioned_addresses(r.parsed.text, r.parsed.from_address, desk)
                     ),
                 )
             ],
@@ -260,18 +268,17 @@ class Pipeline:
         # is written at once.
         new_reports = sum(
             1
-            for _, source, p, _ in ready
-            if p.from_address
-            and not p.in_reply_to
-            and not p.references
-            and unseen_ahead(session, p.message_id, p.sha256, source)
+            for r in senders
+            if not r.parsed.in_reply_to
+            and not r.parsed.references
+            and unseen_ahead(session, r.parsed.message_id, r.parsed.sha256, r.source)
         )
         self._ids.top_up(
             session,
             {
                 _INBOUND: len(ready),
                 _CASES: new_reports,
-                _PEOPLE: count_new_ahead(session, (p.from_address for _, _, p, _ in ready)),
+                _PEOPLE: count_new_ahead(session, (r.parsed.from_address for r in ready)),
             },
         )
 
@@ -309,11 +316,9 @@ class Pipeline:
         earlier = find_seen(session, parsed.message_id, parsed.sha256, source)
         if earlier is not None:
             return self._duplicate(session, parsed, source, now, earlier)
-        verdict = (
-            insights.classification
-            if insights is not None
-            else classify(parsed, self.classify_context)
-        )
+        if insights is None:  # not read by a parse helper: read here, once
+            insights = gather_insights(parsed, self.classify_context)
+        verdict = insights.classification
         if verdict.automated:
             return self._automated(session, parsed, source, now, verdict)
         if not parsed.from_address:
@@ -348,12 +353,7 @@ class Pipeline:
         record = self._make_record(parsed, source, now, Disposition.NEW_CASE, verdict.rule)
         proactive = self._from_a_moderator(parsed)
         opened = open_case(
-            self._desk,
-            session,
-            record,
-            now,
-            proactive=proactive,
-            reading=insights.text if insights is not None else None,
+            self._desk, session, record, now, proactive=proactive, reading=insights.text
         )
         return Result(
             Outcome.PROCESSED, opened.inbound_id, opened.case_id, record.disposition, record.reason
