@@ -8,9 +8,13 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from casework.desk import Desk
 from casework.models import AuditEvent, Case, OutboxMessage
-from intake.pipeline import Result, SourceRef
+from intake.insights import Insights
+from intake.parse import ParsedMessage
+from intake.pipeline import Pipeline, Result, SourceRef
 from scheduler.app import App
 from tests.mail import make_mail, parse
 
@@ -20,6 +24,35 @@ PRIYA = "priya.student@example.com"
 KARAN = "karan.mentor@example.com"
 TRUSTED = "mx.ecareermentor.in"
 PASS = f"{TRUSTED}; dkim=pass header.d=ecareermentor.in; dmarc=pass header.from=ecareermentor.in"
+
+
+class AppPipeline(Pipeline):
+    """The app's real pipeline (or with another `desk`), with a place to look in, or break it,
+    as each message is handled: inside the message's transaction, before and after."""
+
+    def __init__(self, app: App, desk: Desk | None = None) -> None:
+        super().__init__(
+            app.sessions, desk or app.desk, max_message_bytes=app.settings.intake.max_message_bytes
+        )
+
+    def _handle(
+        self,
+        session: Session,
+        parsed: ParsedMessage,
+        source: SourceRef,
+        now: datetime,
+        insights: Insights | None = None,
+    ) -> Result:
+        self.before_handling(session, parsed)
+        result = super()._handle(session, parsed, source, now, insights)
+        self.after_handling(session)
+        return result
+
+    def before_handling(self, session: Session, parsed: ParsedMessage) -> None:
+        """Called as each message is handled."""
+
+    def after_handling(self, session: Session) -> None:
+        """Called once each message is handled, before its transaction ends."""
 
 
 def feed(app: App, raw: bytes, now: datetime) -> Result:

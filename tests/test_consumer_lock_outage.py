@@ -6,7 +6,6 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
 
 import psycopg
 import pytest
@@ -16,14 +15,13 @@ from sqlalchemy.orm import Session
 from casework.clock import FixedClock
 from casework.db import make_engine
 from casework.models import Case, InboundMessage, OutboxMessage, QuarantineEntry
-from intake.insights import Insights
-from intake.parse import ParsedMessage
-from intake.pipeline import Outcome, Pipeline, Result, SourceRef
+from intake.pipeline import Outcome, Result, SourceRef
 from scheduler.app import App, mailbox_key
 from scheduler.config import Settings
 from scheduler.consumer_lock import ConsumerLock, LockWatch
 from scheduler.imap_intake import start_imap_consumer
 from tests.conftest import PG_ADMIN_DSN
+from tests.desk_helpers import AppPipeline
 from tests.imap_servers import PROCESSED, ImapServer, wait_until
 from tests.mail import make_mail
 
@@ -203,28 +201,17 @@ def test_a_database_down_while_taking_the_lock_does_not_stop_the_worker(
             admin.execute(f'DROP DATABASE IF EXISTS "{later}" WITH (FORCE)')
 
 
-class HeldOpenPipeline(Pipeline):
+class HeldOpenPipeline(AppPipeline):
     """The real pipeline, holding its transaction open after the work until told to commit."""
 
     def __init__(self, app: App, commit: threading.Event, working: threading.Event) -> None:
-        super().__init__(
-            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
-        )
+        super().__init__(app)
         self._commit, self._working = commit, working
 
-    def _handle(
-        self,
-        session: Session,
-        parsed: ParsedMessage,
-        source: SourceRef,
-        now: datetime,
-        insights: Insights | None = None,
-    ) -> Result:
-        result = super()._handle(session, parsed, source, now, insights)
+    def after_handling(self, session: Session) -> None:
         session.flush()
         self._working.set()
         assert self._commit.wait(30)
-        return result
 
 
 def test_two_readers_of_one_message_record_it_once(pg_app: App, clock: FixedClock) -> None:

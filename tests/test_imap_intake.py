@@ -16,7 +16,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from casework.clock import FixedClock
-from casework.desk import Desk
 from casework.models import (
     AuditEvent,
     Case,
@@ -38,13 +37,13 @@ from intake.imap_client import (
     connect,
 )
 from intake.imap_cursor import held_from_earlier_uidvalidity
-from intake.insights import Insights
 from intake.parse import ParsedMessage
-from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
+from intake.pipeline import Outcome, Pending, Result, TemporaryFailure
 from scheduler.app import App, build_app
 from scheduler.config import Settings
 from scheduler.imap_intake import check_imap, imap_options
 from tests.conftest import SettingsFactory
+from tests.desk_helpers import AppPipeline
 from tests.imap_servers import PROCESSED, ImapServer, wait_until
 from tests.mail import make_mail
 
@@ -81,26 +80,16 @@ def mails(n: int, tag: str = "m") -> list[bytes]:
     ]
 
 
-class FailingPipeline(Pipeline):
+class FailingPipeline(AppPipeline):
     """The real pipeline, with a fault where the casework would be: for poison-message tests."""
 
-    def __init__(self, base: Pipeline, desk: Desk, app: App, marker: str) -> None:
-        super().__init__(
-            app.sessions, desk, max_message_bytes=app.settings.intake.max_message_bytes
-        )
+    def __init__(self, app: App, marker: str) -> None:
+        super().__init__(app)
         self._marker = marker
 
-    def _handle(
-        self,
-        session: Any,
-        parsed: ParsedMessage,
-        source: SourceRef,
-        now: datetime,
-        insights: Insights | None = None,
-    ) -> Result:
+    def before_handling(self, session: Session, parsed: ParsedMessage) -> None:
         if self._marker in parsed.subject:
             raise RuntimeError("casework blew up on this message")
-        return super()._handle(session, parsed, source, now, insights)
 
 
 # --- new mail, batches, move vs flag ---------------------------------------------------------
@@ -253,7 +242,7 @@ def test_messages_are_not_marked_read_before_they_are_handled(
     # which proves the body was fetched with BODY.PEEK[].
     app = imap_app(after_processing="flag")
     imap_server.deliver(make_mail(subject="POISON pill"))
-    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    poisoned = FailingPipeline(app, "POISON")
     intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
 
     report = intake.run_pass(clock.now)
@@ -292,13 +281,11 @@ def test_idle_picks_up_new_mail_within_seconds(
     assert imap_server.message_ids(PROCESSED) == ["<pushed@client.example>"]
 
 
-class DeliveringPipeline(Pipeline):
+class DeliveringPipeline(AppPipeline):
     """The real pipeline; while it handles the first message, a second one arrives."""
 
     def __init__(self, app: App, server: ImapServer) -> None:
-        super().__init__(
-            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
-        )
+        super().__init__(app)
         self._server = server
 
     def process_group(
@@ -327,7 +314,7 @@ def test_mail_arriving_during_a_pass_is_not_left_for_the_poll(
         stop.set()
         thread.join(timeout=20)
     assert not thread.is_alive()
-    assert sorted(r.message_id for r in inbound_rows(app)) == [
+    assert sorted(str(r.message_id) for r in inbound_rows(app)) == [
         "<during@client.example>",
         "<first@client.example>",
     ]
@@ -652,14 +639,12 @@ class Watched:
         return connection
 
 
-class WaitingPipeline(Pipeline):
+class WaitingPipeline(AppPipeline):
     """The real pipeline; each group waits (at most 20 s) for its event before it is run, and
     notes whether it came."""
 
     def __init__(self, app: App, events: list[threading.Event]) -> None:
-        super().__init__(
-            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
-        )
+        super().__init__(app)
         self._events = events
         self.came: list[bool] = []
 
@@ -725,14 +710,12 @@ def test_a_batch_is_not_moved_nor_the_cursor_advanced_after_the_batch_before_fai
     assert len(imap_server.uids(PROCESSED)) == 8
 
 
-class OutagePipeline(Pipeline):
+class OutagePipeline(AppPipeline):
     """The real pipeline; the database goes away when the `at`-th message is handled, and
     refuses every statement after that until `end()`."""
 
     def __init__(self, app: App, at: int) -> None:
-        super().__init__(
-            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
-        )
+        super().__init__(app)
         self._at = at
         self.seen = 0
         self.ended = False
@@ -740,19 +723,11 @@ class OutagePipeline(Pipeline):
     def end(self) -> None:
         self.ended = True
 
-    def _handle(
-        self,
-        session: Session,
-        parsed: ParsedMessage,
-        source: SourceRef,
-        now: datetime,
-        insights: Insights | None = None,
-    ) -> Result:
+    def before_handling(self, session: Session, parsed: ParsedMessage) -> None:
         self.seen += 1
         if self.seen >= self._at and not self.ended:
             refused = ConnectionRefusedError("connection refused")
             raise OperationalError("SELECT inbound_messages.id", {}, refused)
-        return super()._handle(session, parsed, source, now, insights)
 
 
 @pytest.mark.parametrize(("per_commit", "committed"), [(1, 3), (2, 2), (25, 0)])
@@ -935,7 +910,7 @@ def test_poison_message_is_quarantined_and_does_not_block_the_rest(
     app = imap_app(quarantine_folder=QUARANTINE)
     poison = make_mail(subject="POISON: breaks the casework", message_id="<poison@client.example>")
     imap_server.deliver(*mails(2), poison, *mails(2, tag="after"))
-    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    poisoned = FailingPipeline(app, "POISON")
     intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
 
     report = intake.run_pass(clock.now)
@@ -965,7 +940,7 @@ def test_a_quarantined_uid_read_again_is_not_quarantined_twice(
 ) -> None:
     app = imap_app(after_processing="flag")
     imap_server.deliver(make_mail(subject="POISON"), *mails(1))
-    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    poisoned = FailingPipeline(app, "POISON")
     intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
     assert len(intake.run_pass(clock.now).results) == 2
     # As if the worker died before the cursor was written: both UIDs are read again.
@@ -990,7 +965,7 @@ def test_a_message_quarantined_in_place_is_not_quarantined_again_under_a_new_uid
     with imap_server.client() as client:
         client.create_folder("Desk")
     imap_server.deliver(poison, *mails(1), folder="Desk")
-    poisoned = FailingPipeline(app.pipeline, app.desk, app, "POISON")
+    poisoned = FailingPipeline(app, "POISON")
     intake = ImapIntake(imap_options(app.settings), poisoned, app.sessions)
     assert [r.outcome for r in intake.run_pass(clock.now).results] == [
         Outcome.QUARANTINED,

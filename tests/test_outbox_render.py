@@ -19,11 +19,12 @@ from casework.clock import FixedClock
 from casework.db import transaction
 from casework.models import OutboxMessage, Party
 from casework.notices import Notice, NoticeRefused
-from intake.pipeline import Pipeline, SourceRef
+from intake.pipeline import SourceRef
 from outbound.outbox import Outbox
 from outbound.render import RenderedEmail, Renderer
 from scheduler.app import App, build_app
 from tests.conftest import MODERATORS, SettingsFactory
+from tests.desk_helpers import AppPipeline
 from tests.mail import make_mail
 
 MORE_MODERATORS = [*MODERATORS, "mei.moderator@ecareermentor.in"]
@@ -114,7 +115,7 @@ def test_a_case_with_three_moderators_renders_its_notice_once(
     app = desk_app
     renderer = CountingRenderer()
     desk = replace(app.desk, notices=Outbox(app.settings.desk, renderer))
-    pipeline = Pipeline(app.sessions, desk, max_message_bytes=app.settings.intake.max_message_bytes)
+    pipeline = AppPipeline(app, desk)
     pipeline.process(make_mail(), SourceRef(label="test"), clock.now())
     assert sorted(renderer.renders) == ["moderator/new-case", "reporter/acknowledgement"]
     assert sorted(bodies(app, "moderator/new-case")) == sorted(MORE_MODERATORS)

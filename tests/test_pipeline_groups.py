@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -19,11 +18,12 @@ from casework.clock import FixedClock
 from casework.models import Case, Disposition, InboundMessage, OutboxMessage, Person
 from casework.models import QuarantineEntry as Quarantined
 from intake.classify import Classification, Verdict
-from intake.insights import Insights, gather_insights
+from intake.insights import gather_insights
 from intake.parse import ParsedMessage, parse_message
-from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
+from intake.pipeline import Outcome, Pending, Result, SourceRef, TemporaryFailure
 from scheduler.app import App
 from tests.conftest import MODERATORS
+from tests.desk_helpers import AppPipeline
 from tests.mail import make_mail
 from tests.test_hygiene_malformed import nested
 
@@ -117,25 +117,15 @@ def test_a_group_is_one_commit_with_the_rows_of_one_message_at_a_time(
     assert rows(app, Quarantined) == 0
 
 
-class WatchingPipeline(Pipeline):
+class WatchingPipeline(AppPipeline):
     """The real pipeline, noting how many ORM rows each message finds loaded when it starts."""
 
     def __init__(self, app: App) -> None:
-        super().__init__(
-            app.sessions, app.desk, max_message_bytes=app.settings.intake.max_message_bytes
-        )
+        super().__init__(app)
         self.loaded: list[int] = []
 
-    def _handle(
-        self,
-        session: Session,
-        parsed: ParsedMessage,
-        source: SourceRef,
-        now: datetime,
-        insights: Insights | None = None,
-    ) -> Result:
+    def before_handling(self, session: Session, parsed: ParsedMessage) -> None:
         self.loaded.append(len(session.identity_map))
-        return super()._handle(session, parsed, source, now, insights)
 
 
 def test_each_message_of_a_group_starts_from_the_database(
