@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
-import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from outbound.headers import CONTROLS, UnsafeHeader
@@ -35,15 +35,16 @@ class Body:
     html: str | None = None
 
 
-def compose(fields: Sequence[str], body: Body) -> bytes:
-    """The whole message: header fields made by the functions below, then the MIME body."""
+def compose(fields: Sequence[str], body: Body, draw: Callable[[int], bytes] = os.urandom) -> bytes:
+    """The whole message: header fields made by the functions below, then the MIME body; a
+    multipart boundary is made of bytes from `draw`."""
     lines = [*fields, "MIME-Version: 1.0"]
     if body.html is None:
         head, content = _part("plain", body.text)
         return _join(lines, head, content)
     text_head, text_content = _part("plain", body.text)
     html_head, html_content = _part("html", body.html)
-    boundary = _boundary(text_content, html_content)
+    boundary = _boundary(draw, text_content, html_content)
     # Each part keeps its final line break; the one before a delimiter belongs to the delimiter.
     multipart = (
         f"--{boundary}{CRLF}{CRLF.join(text_head)}{CRLF}{CRLF}{text_content}{CRLF}"
@@ -172,9 +173,9 @@ def _part(subtype: str, text: str) -> tuple[list[str], str]:
     return [*head, "Content-Transfer-Encoding: quoted-printable"], encoded.decode("ascii")
 
 
-def _boundary(*contents: str) -> str:
+def _boundary(draw: Callable[[int], bytes], *contents: str) -> str:
     while True:
-        boundary = f"=_{secrets.token_hex(16)}"
+        boundary = f"=_{draw(16).hex()}"
         if not any(boundary in content for content in contents):
             return boundary
 

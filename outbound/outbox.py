@@ -13,6 +13,7 @@ from typing import cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from casework.entropy import Entropy
 from casework.held_rows import Later, holds_rows, insert_rows
 from casework.models import OutboxMessage, OutboxStatus
 from casework.notices import (
@@ -60,6 +61,7 @@ class Outbox:
         self._desk = desk
         self._renderer = renderer
         self._date: tuple[datetime, str] | None = None  # the last Date field, and its moment
+        self._entropy = Entropy()  # for Message-IDs and MIME boundaries
 
     @cached_property
     def _fixed(self) -> tuple[str, str, tuple[str, ...]]:
@@ -99,7 +101,7 @@ class Outbox:
         rows = []
         for recipient in recipients:
             addressed = replace(notice, recipient=recipient)
-            message_id = make_message_id(self._desk.domain)
+            message_id = make_message_id(self._desk.domain, self._entropy.take)
             subject = self._subject(addressed, rendered)
             make = partial(self._compose, addressed, rendered, message_id, now, subject)
             raw: bytes | Later = Later(make) if later else make()
@@ -163,6 +165,6 @@ class Outbox:
         fields += marks
         if notice.case_id is not None:
             fields.append(mime.structured("X-SafetyDesk-Case", f"TS-{notice.case_id}"))
-        raw = mime.compose(fields, mime.Body(rendered.text, rendered.html))
+        raw = mime.compose(fields, mime.Body(rendered.text, rendered.html), self._entropy.take)
         verify_composed(raw, recipient, _OUR_HEADERS)
         return raw
