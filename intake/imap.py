@@ -36,7 +36,7 @@ from intake.imap_cursor import (
     quarantined_before,
     read_cursor,
 )
-from intake.imap_parse import ParseAhead
+from intake.imap_parse import ParseAhead, Parsing
 from intake.imap_side import ImapSide
 from intake.parse import sha256_of
 from intake.pipeline import Outcome, Pending, Pipeline, Result, SourceRef, TemporaryFailure
@@ -122,7 +122,7 @@ class PassReport:
 @dataclass(frozen=True)
 class _Fetched:
     """A batch as read before any of it is processed: what is known of it already, the bytes
-    fetched, the UIDs that exist, and why the server refused any."""
+    fetched, the UIDs that exist, why the server refused any, and its parsing, under way."""
 
     batch: Sequence[int]
     recorded: set[int]
@@ -132,6 +132,7 @@ class _Fetched:
     refused: dict[int, str]
     skipped_known: int
     seconds: float
+    parsing: Parsing
 
 
 @dataclass
@@ -362,7 +363,11 @@ class ImapIntake:
             quarantined |= carried
             raws = {uid: raw for uid, raw in raws.items() if uid not in carried}
         seconds = self._monotonic() - started
-        return _Fetched(batch, recorded, quarantined, raws, present, refused, skipped, seconds)
+        # Handed to the parse helpers at once: they parse it while the batch before is processed.
+        parsing = self._parser.submit([raws[uid] for uid in batch if uid in raws])
+        return _Fetched(
+            batch, recorded, quarantined, raws, present, refused, skipped, seconds, parsing
+        )
 
     def _process_batch(
         self,
@@ -391,7 +396,7 @@ class ImapIntake:
             group.clear()
             settlement.handled_upto = passed
 
-        parsed_ahead = self._parser.parse_all([raws[uid] for uid in fetched.batch if uid in raws])
+        parsed_ahead = self._parser.results(fetched.parsing)
         for uid in fetched.batch:
             if uid in recorded or uid in quarantined:
                 passed = uid

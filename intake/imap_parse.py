@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -75,13 +75,28 @@ def parse_chunk(
     return [parse_or_none(raw, limits, context) for raw in raws]
 
 
+@dataclass(frozen=True)
+class Parsing:
+    """A batch handed to the helpers: its chunks, each with its size, parsed in order."""
+
+    count: int
+    chunks: tuple[tuple[int, Future[list[Prepared | None]]], ...] = ()
+    executor: ProcessPoolExecutor | None = None
+
+
 class ParseAhead:
     """Parses messages in `workers` helper processes while the caller commits earlier ones.
 
-    The helpers obey the same limits as the pipeline's bounded parser (header size, MIME depth,
-    attachment size, memory); a chunk that overruns the parse timeout has its helpers killed and
-    the rest of the batch is parsed by the pipeline, one bounded message at a time. With no
-    workers, or a batch too small to be worth the hand-off, every item is None.
+    A batch is handed over with `submit` as soon as it is read, so the helpers work on it while
+    the caller still processes the batch before; `results` then yields it in order. Chunks are
+    large (50 messages): each one costs the worker a hand-off and an answer to take in, under
+    the interpreter lock its pipeline thread needs; being ahead, no chunk keeps that thread
+    waiting. The helpers obey the same limits as the pipeline's bounded parser (header size,
+    MIME depth, attachment size, memory); a chunk that overruns its deadline has its helpers
+    killed, and the rest of its batch, with any batch already handed to those helpers, is parsed
+    by the pipeline, one bounded message at a time. With no workers, or a batch too small to be
+    worth the hand-off, every item is None. `submit`, `results` and `close` may be called from
+    different threads.
     """
 
     def __init__(
@@ -91,13 +106,14 @@ class ParseAhead:
         *,
         context: ClassifyContext | None = None,
         min_batch: int = 16,
-        chunk: int = 8,
+        chunk: int = 50,
     ) -> None:
         self._limits = limits
         self._context = context
         self._workers = workers
         self._min_batch = min_batch
         self._chunk = chunk
+        self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
         self._starting: list[Future[None]] = []
 
@@ -106,38 +122,62 @@ class ParseAhead:
         to start and import the parser, which the first batch would otherwise wait for."""
         if self._workers <= 0:
             return
-        executor = self._ensure()
-        self._starting = [executor.submit(be_ready) for _ in range(self._workers)]
+        with self._lock:
+            executor = self._ensure()
+            self._starting = [executor.submit(be_ready) for _ in range(self._workers)]
 
     def wait_ready(self, timeout: float) -> bool:
         """Whether the helpers `start` began are up (or failed: a batch then falls back) in time."""
         return not wait(self._starting, timeout).not_done
 
     def parse_all(self, raws: Sequence[bytes]) -> Iterator[Prepared | None]:
-        """One item per raw message, in order; produced while the caller works on the earlier.
-        With a `context`, each comes with its insights (`intake.insights`)."""
+        """One item per raw message, in order: `submit`, then `results`."""
+        return self.results(self.submit(raws))
+
+    def submit(self, raws: Sequence[bytes]) -> Parsing:
+        """Hand `raws` to the helpers now, in chunks; with a `context`, each message comes back
+        with its insights (`intake.insights`)."""
         if self._workers <= 0 or len(raws) < self._min_batch:
-            yield from (None for _ in raws)
-            return
-        executor = self._ensure()
-        chunks = [raws[i : i + self._chunk] for i in range(0, len(raws), self._chunk)]
+            return Parsing(len(raws))
+        with self._lock:
+            executor = self._ensure()
+            try:
+                chunks = tuple(
+                    (
+                        len(raws[i : i + self._chunk]),
+                        executor.submit(
+                            parse_chunk, raws[i : i + self._chunk], self._limits, self._context
+                        ),
+                    )
+                    for i in range(0, len(raws), self._chunk)
+                )
+            except (BrokenProcessPool, OSError, RuntimeError) as error:
+                log.warning("parse helper failed (%s); the pipeline parses this batch", error)
+                self._close(executor, kill=True)
+                return Parsing(len(raws))
+        return Parsing(len(raws), chunks, executor)
+
+    def results(self, parsing: Parsing) -> Iterator[Prepared | None]:
+        """One item per message of `parsing`, in order, each as soon as its chunk is parsed."""
         produced = 0
         try:
-            futures = [
-                executor.submit(parse_chunk, chunk, self._limits, self._context) for chunk in chunks
-            ]
-            for future, chunk in zip(futures, chunks, strict=True):
-                parsed = future.result(timeout=self._deadline(len(chunk)))
+            for count, future in parsing.chunks:
+                parsed = future.result(timeout=self._deadline(count))
                 produced += len(parsed)
                 yield from parsed
-        except (BrokenProcessPool, OSError, RuntimeError, TimeoutError) as error:
+        except (BrokenProcessPool, CancelledError, OSError, RuntimeError, TimeoutError) as error:
             log.warning("parse helper failed (%s); parsing the rest in the pipeline", error)
-            self.close(kill=True)
-            yield from (None for _ in raws[produced:])
+            with self._lock:
+                if parsing.executor is not None:
+                    self._close(parsing.executor, kill=True)
+        yield from (None for _ in range(parsing.count - produced))
 
     def _deadline(self, count: int) -> float | None:
+        """How long to wait for a chunk of `count` once the caller needs it: the parse timeout,
+        and a tenth of a second for each message (a hundred times a usual parse). A chunk that
+        only ran slow costs no message: the pipeline parses the rest, each within its limits."""
         timeout = self._limits.parse_timeout
-        return None if timeout <= 0 else timeout + 0.5 * count
+        return None if timeout <= 0 else timeout + 0.1 * count
 
     def _ensure(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -151,11 +191,16 @@ class ParseAhead:
         return self._executor
 
     def close(self, *, kill: bool = False) -> None:
-        executor, self._executor = self._executor, None
-        self._starting = []
-        if executor is None:
-            return
+        with self._lock:
+            if self._executor is not None:
+                self._close(self._executor, kill=kill)
+
+    def _close(self, executor: ProcessPoolExecutor, *, kill: bool) -> None:
+        """Shut `executor` down; when it is the current one, the next batch starts another."""
+        if executor is self._executor:
+            self._executor = None
+            self._starting = []
         if kill:  # a helper stuck in a pathological parse never finishes by itself
-            for process in list(getattr(executor, "_processes", {}).values()):
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
                 process.kill()
         executor.shutdown(wait=False, cancel_futures=True)

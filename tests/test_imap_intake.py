@@ -37,6 +37,7 @@ from intake.imap_client import (
     connect,
 )
 from intake.imap_cursor import held_from_earlier_uidvalidity
+from intake.imap_parse import Parsing
 from intake.parse import ParsedMessage
 from intake.pipeline import Outcome, Pending, Result, TemporaryFailure
 from scheduler.app import App, build_app
@@ -800,6 +801,54 @@ def test_a_stop_leaves_the_uncommitted_group_on_the_server_and_the_cursor_before
     assert len(again.results) == 6
     assert len({r.message_id for r in inbound_rows(app)}) == count(app, Case) == 10
     assert imap_server.uids("INBOX") == []
+
+
+class ParsedNoting(WaitingPipeline):
+    """A WaitingPipeline that notes, for each group, whether the parse helper read every
+    message of it."""
+
+    def __init__(self, app: App, events: list[threading.Event]) -> None:
+        super().__init__(app, events)
+        self.parsed_ahead: list[bool] = []
+
+    def process_group(
+        self, items: Sequence[Pending], now: Callable[[], datetime]
+    ) -> Iterator[Result]:
+        self.parsed_ahead.append(all(item.parsed is not None for item in items))
+        return super().process_group(items, now)
+
+
+def test_the_batch_read_ahead_goes_to_the_parse_helper_while_a_batch_is_processed(
+    imap_server: ImapServer, imap_app: Callable[..., App], clock: FixedClock
+) -> None:
+    app = imap_app(batch_size=16, parse_workers=1)
+    imap_server.deliver(*mails(32))
+    second = threading.Event()
+    # The first batch's group waits until the second batch is handed to the helper: handed
+    # over only when it is processed, the group would wait in vain.
+    pipeline = ParsedNoting(app, [second])
+    intake = ImapIntake(imap_options(app.settings), pipeline, app.sessions)
+    submitted: list[int] = []
+    submit = intake._parser.submit
+
+    def noting(raws: Sequence[bytes]) -> Parsing:
+        parsing = submit(raws)
+        submitted.append(len(raws))
+        if len(submitted) == 2:
+            second.set()
+        return parsing
+
+    intake._parser.submit = noting  # type: ignore[method-assign]
+    try:
+        report = intake.run_pass(clock.now)
+    finally:
+        intake.close()
+
+    assert pipeline.came == [True]
+    assert submitted == [16, 16]
+    assert pipeline.parsed_ahead == [True, True]  # both batches read by the helper
+    assert len(report.results) == 32 and report.moved == 32
+    assert count(app, Case) == 32
 
 
 def test_a_stop_between_batches_leaves_the_batch_read_ahead_unread(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 from intake.bounds import Limits
 from intake.classify import ClassifyContext
-from intake.imap_parse import ParseAhead, parse_or_none
+from intake.imap_parse import ParseAhead, Parsing, Prepared, parse_or_none
 from intake.insights import gather_insights
 from tests.mail import make_mail
 
@@ -33,8 +36,8 @@ def deep_message() -> bytes:
 
 def test_a_parse_over_the_time_limit_hands_the_rest_back_to_the_pipeline() -> None:
     batch = [make_mail(subject=f"report {n}") for n in range(16)]
-    # The chunk's allowance is 0.2 s + 0.5 s per message (4.2 s): four slow messages take
-    # three times that even on a fast machine (3.5 s each on one).
+    # The chunk's allowance is 0.2 s + 0.1 s per message (1 s): four slow messages take ten
+    # times that even on a fast machine (3.5 s each on one).
     batch[9:13] = [slow_message()] * 4
     ahead = ParseAhead(Limits(parse_timeout=0.2), workers=1, chunk=8)
     try:
@@ -47,6 +50,65 @@ def test_a_parse_over_the_time_limit_hands_the_rest_back_to_the_pipeline() -> No
     )
     # The chunk with the slow message, and everything after it, is left to the bounded parser.
     assert parsed[8:] == [None] * 8
+
+
+def test_a_batch_handed_over_is_parsed_before_its_results_are_asked_for() -> None:
+    first = [make_mail(subject=f"first {n}") for n in range(16)]
+    second = [make_mail(subject=f"second {n}") for n in range(16)]
+    ahead = ParseAhead(Limits(), workers=1, chunk=8)
+    try:
+        handed = [ahead.submit(first), ahead.submit(second)]
+        done = wait([future for parsing in handed for _, future in parsing.chunks], timeout=60)
+        parsed = [list(ahead.results(parsing)) for parsing in handed]
+    finally:
+        ahead.close()
+    assert not done.not_done  # all four chunks, with no one waiting for them
+    assert [[p.parsed.subject if p else None for p in batch] for batch in parsed] == [
+        [f"first {n}" for n in range(16)],
+        [f"second {n}" for n in range(16)],
+    ]
+
+
+def test_a_batch_handed_to_helpers_that_were_killed_falls_back_and_the_next_gets_new_ones() -> None:
+    slow = [make_mail(subject=f"report {n}") for n in range(16)]
+    slow[9:13] = [slow_message()] * 4
+    behind = [make_mail(subject=f"behind {n}") for n in range(16)]
+    ahead = ParseAhead(Limits(parse_timeout=0.2), workers=1, chunk=8)
+    try:
+        first, second = ahead.submit(slow), ahead.submit(behind)
+        from_slow = list(ahead.results(first))  # its second chunk overruns: helpers killed
+        from_behind = list(ahead.results(second))
+        after = list(ahead.parse_all([make_mail(subject=f"after {n}") for n in range(16)]))
+    finally:
+        ahead.close(kill=True)
+    assert [p is not None for p in from_slow] == [True] * 8 + [False] * 8
+    assert from_behind == [None] * 16  # handed to the killed helper: the pipeline parses it
+    assert [p.parsed.subject if p else None for p in after] == [f"after {n}" for n in range(16)]
+
+
+def broken() -> Future[list[Prepared | None]]:
+    future: Future[list[Prepared | None]] = Future()
+    future.set_exception(BrokenProcessPool("a helper died"))
+    return future
+
+
+def cancelled() -> Future[list[Prepared | None]]:
+    future: Future[list[Prepared | None]] = Future()
+    future.cancel()
+    return future
+
+
+@pytest.mark.parametrize("ended", [broken, cancelled], ids=["broken", "cancelled"])
+def test_a_chunk_whose_helpers_are_gone_is_left_to_the_pipeline(
+    ended: Callable[[], Future[list[Prepared | None]]],
+) -> None:
+    """Helpers killed for another batch fail what was handed to them, or, when they are shut
+    down first, cancel it: either way its messages come back unparsed, none lost."""
+    done: Future[list[Prepared | None]] = Future()
+    done.set_result([parse_or_none(make_mail(subject="first"), Limits())])
+    parsing = Parsing(3, ((1, done), (2, ended())))
+    items = list(ParseAhead(Limits(), workers=1).results(parsing))
+    assert [item.parsed.subject if item else None for item in items] == ["first", None, None]
 
 
 def test_refused_messages_come_back_unparsed_and_the_rest_parsed() -> None:
