@@ -29,6 +29,8 @@ class Entropy:
 
     def take(self, count: int) -> bytes:
         """`count` bytes no one has been given before."""
+        if count < 0:
+            raise ValueError(f"cannot take {count} bytes")
         if count > self._block:
             return self._read(count)
         with self._lock:

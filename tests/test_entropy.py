@@ -59,9 +59,13 @@ def test_a_forked_child_reads_a_block_of_its_own(monkeypatch: pytest.MonkeyPatch
     assert child != parent
 
 
-def test_a_block_must_hold_a_byte() -> None:
+def test_a_block_must_hold_a_byte_and_a_piece_cannot_be_negative() -> None:
     with pytest.raises(ValueError, match="at least one byte"):
         Entropy(block=0)
+    source = Entropy(block=64)
+    with pytest.raises(ValueError, match="cannot take -1 bytes"):
+        source.take(-1)
+    assert source.take(0) == b""
 
 
 def test_message_ids_and_boundaries_are_made_of_the_bytes_drawn() -> None:
