@@ -19,7 +19,6 @@ from casework.cases import (
     add_follow_up,
     answer_caseless_reply,
     caseless_mail_answered,
-    mentioned_addresses,
     open_case,
 )
 from casework.db import transaction
@@ -103,12 +102,12 @@ class Result:
 
 @dataclass(frozen=True)
 class Ready:
-    """A parsed message of a group: its place in the group, and what a parse helper read of it."""
+    """A parsed message of a group: its place in the group, and what was read of it."""
 
     index: int
     source: SourceRef
     parsed: ParsedMessage
-    insights: Insights | None
+    insights: Insights
 
 
 class Pipeline:
@@ -191,12 +190,12 @@ class Pipeline:
         a database outage raises TemporaryFailure, after the results committed before it.
         """
         parses = [item.parsed or self._parse(item.raw, item.source, now()) for item in items]
-        ready = [
-            Ready(index, item.source, parsed, item.insights if item.parsed is parsed else None)
+        together = [
+            (index, item, parsed)
             for index, (item, parsed) in enumerate(zip(items, parses, strict=True))
             if isinstance(parsed, ParsedMessage)
         ]
-        handled = self._handle_together(ready, now) if len(ready) > 1 else {}
+        handled = self._handle_together(together, now) if len(together) > 1 else {}
         for index, (item, parsed) in enumerate(zip(items, parses, strict=True)):
             if isinstance(parsed, Result):  # refused by the parser, already quarantined
                 yield parsed
@@ -207,13 +206,18 @@ class Pipeline:
 
     def _handle_together(
         self,
-        ready: Sequence[Ready],
+        together: Sequence[tuple[int, Pending, ParsedMessage]],
         now: Callable[[], datetime],
     ) -> dict[int, Result]:
-        """The results of `ready` by index, all committed at once; none when the group failed
-        (then nothing of it was kept)."""
+        """The results of `together` by index, all committed at once; none when the group
+        failed (then nothing of it was kept)."""
         handled: dict[int, Result] = {}
         try:
+            # What each says is read once, here, before the group looks anything up.
+            ready = [
+                Ready(index, item.source, parsed, self._insights(item, parsed))
+                for index, item, parsed in together
+            ]
             with (
                 self._ids.lent(),
                 transaction(self._sessions) as session,
@@ -236,31 +240,29 @@ class Pipeline:
                 raise TemporaryFailure(f"database unavailable: {error.orig}") from error
             log.info(
                 "a group of %d messages failed (%s: %s); handling each on its own",
-                len(ready), type(error).__name__, error,
+                len(together), type(error).__name__, error,
             )  # fmt: skip
             return {}
         return handled
+
+    def _insights(self, item: Pending, parsed: ParsedMessage) -> Insights:
+        """What the parse helper read of `item`, or, when it read none, what `parsed` says."""
+        if item.parsed is parsed and item.insights is not None:
+            return item.insights
+        return gather_insights(parsed, self.classify_context)
 
     def _read_ahead(self, session: Session, ready: Sequence[Ready]) -> None:
         """What the group's messages will look up first: whether each was seen before, and the
         people a new report names (its sender and any address in its text); and, on PostgreSQL,
         ids for the rows the group will likely write (see `hold_row`)."""
         read_seen_ahead(session, [(r.parsed.message_id, r.parsed.sha256, r.source) for r in ready])
-        desk = self._desk.desk.address
         senders = [r for r in ready if r.parsed.from_address]
         read_people_ahead(
             session,
             [
                 address
                 for r in senders
-                for address in (
-                    r.parsed.from_address,
-                    *(
-                        r.insights.text.mentioned
-                        if r.insights is not None
-                        else mentioned_addresses(r.parsed.text, r.parsed.from_address, desk)
-                    ),
-                )
+                for address in (r.parsed.from_address, *r.insights.text.mentioned)
             ],
         )
         # Mail that starts no thread and was not seen before is likely a new report. Ids drawn

@@ -300,3 +300,27 @@ def test_what_a_parse_helper_read_is_what_the_pipeline_uses(app: App, clock: Fix
         read_here = session.get(Case, results[2].case_id)
     assert given is not None and given.suggested_category == "test-category"
     assert read_here is not None and read_here.suggested_category == read[2].text.suggested_rule
+
+
+@pytest.mark.parametrize("parsed", [True, False], ids=["parsed-ahead", "parsed-here"])
+def test_a_group_no_helper_read_reads_each_message_once(
+    app: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, parsed: bool
+) -> None:
+    """Without a helper's reading, what each message says (the addresses it names among it) is
+    read once for the group's lookups and its handling alike."""
+    calls: list[str] = []
+    real = casework.cases.mentioned_addresses
+
+    def mentioned(text: str, sender: str, desk_address: str) -> list[str]:
+        calls.append(sender)
+        return real(text, sender, desk_address)
+
+    monkeypatch.setattr(casework.cases, "mentioned_addresses", mentioned)
+    # Wherever else the intake might look them up by this name.
+    monkeypatch.setattr("intake.pipeline.mentioned_addresses", mentioned, raising=False)
+    items = pending(app, *(report(n) for n in range(4)), parsed=parsed)
+    results = list(app.pipeline.process_group(items, clock.now))
+
+    assert [r.outcome for r in results] == [Outcome.PROCESSED] * 4
+    assert sorted(calls) == [f"student{n}@example.com" for n in range(4)]
+    assert rows(app, Case) == 4
