@@ -130,10 +130,6 @@ class ParseAhead:
         """Whether the helpers `start` began are up (or failed: a batch then falls back) in time."""
         return not wait(self._starting, timeout).not_done
 
-    def parse_all(self, raws: Sequence[bytes]) -> Iterator[Prepared | None]:
-        """One item per raw message, in order: `submit`, then `results`."""
-        return self.results(self.submit(raws))
-
     def submit(self, raws: Sequence[bytes]) -> Parsing:
         """Hand `raws` to the helpers now, in chunks; with a `context`, each message comes back
         with its insights (`intake.insights`)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -16,6 +16,11 @@ from intake.insights import gather_insights
 from tests.mail import make_mail
 
 HEAD = b"From: a@example.com\nTo: mentor4u@ecareermentor.in\nSubject: slow\nMIME-Version: 1.0\n"
+
+
+def parse_now(ahead: ParseAhead, raws: list[bytes]) -> Iterator[Prepared | None]:
+    """Hand `raws` over and take them back, as the intake does with each batch."""
+    return ahead.results(ahead.submit(raws))
 
 
 def slow_message() -> bytes:
@@ -41,7 +46,7 @@ def test_a_parse_over_the_time_limit_hands_the_rest_back_to_the_pipeline() -> No
     batch[9:13] = [slow_message()] * 4
     ahead = ParseAhead(Limits(parse_timeout=0.2), workers=1, chunk=8)
     try:
-        parsed = list(ahead.parse_all(batch))
+        parsed = list(parse_now(ahead, batch))
     finally:
         ahead.close(kill=True)
     assert len(parsed) == 16
@@ -78,7 +83,7 @@ def test_a_batch_handed_to_helpers_that_were_killed_falls_back_and_the_next_gets
         first, second = ahead.submit(slow), ahead.submit(behind)
         from_slow = list(ahead.results(first))  # its second chunk overruns: helpers killed
         from_behind = list(ahead.results(second))
-        after = list(ahead.parse_all([make_mail(subject=f"after {n}") for n in range(16)]))
+        after = list(parse_now(ahead, [make_mail(subject=f"after {n}") for n in range(16)]))
     finally:
         ahead.close(kill=True)
     assert [p is not None for p in from_slow] == [True] * 8 + [False] * 8
@@ -116,7 +121,7 @@ def test_refused_messages_come_back_unparsed_and_the_rest_parsed() -> None:
     batch[3] = deep_message()
     ahead = ParseAhead(Limits(max_mime_depth=20), workers=1)
     try:
-        parsed = list(ahead.parse_all(batch))
+        parsed = list(parse_now(ahead, batch))
     finally:
         ahead.close()
     assert parsed[3] is None
@@ -132,7 +137,7 @@ def test_a_started_helper_is_up_before_the_first_batch_and_parses_it() -> None:
         ahead.start()
         assert ahead.wait_ready(60)
         started = {child.pid for child in multiprocessing.active_children()} - before
-        parsed = list(ahead.parse_all([make_mail(subject=f"report {n}") for n in range(16)]))
+        parsed = list(parse_now(ahead, [make_mail(subject=f"report {n}") for n in range(16)]))
         after = {child.pid for child in multiprocessing.active_children()} - before
     finally:
         ahead.close()
@@ -153,7 +158,7 @@ def test_with_a_context_the_helper_reads_each_message_as_the_pipeline_would() ->
     ]
     ahead = ParseAhead(Limits(), workers=1, context=context)
     try:
-        prepared = list(ahead.parse_all(batch))
+        prepared = list(parse_now(ahead, batch))
     finally:
         ahead.close()
     assert all(p is not None and p.insights is not None for p in prepared)
@@ -172,7 +177,7 @@ def test_without_workers_starting_is_nothing_and_every_item_is_left_to_the_pipel
     ahead = ParseAhead(Limits(), workers=0)
     ahead.start()
     assert ahead.wait_ready(0)
-    parsed = list(ahead.parse_all([make_mail(subject=f"report {n}") for n in range(16)]))
+    parsed = list(parse_now(ahead, [make_mail(subject=f"report {n}") for n in range(16)]))
     assert {child.pid for child in multiprocessing.active_children()} == before
     assert parsed == [None] * 16
 
