@@ -323,7 +323,7 @@ class ImapIntake:
                     )
                 if previous is not None:
                     report.add(previous.result())
-            if ahead is not None:  # stopped before the batch read ahead: it stays unread
+            if ahead is not None:  # stopped before the batch read ahead: it stays in the folder
                 ahead.cancel()
             if settling is not None:
                 last, settling = settling, None
