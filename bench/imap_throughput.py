@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select
 
 from bench.latency_proxy import LatencyProxy
+from bench.process_cpu import spent_by_kind, take_snapshot
 from bench.scratch import bench_settings, machine_reference, scratch_database
 from casework.clock import FixedClock
 from casework.models import Case, InboundMessage
@@ -159,6 +160,7 @@ def measure_through(
     profiler = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
     cpu_started = time.process_time()
+    machine_before = take_snapshot()
     if profiler:
         profiler.enable()
     report = intake.run_pass(clock.now)
@@ -166,6 +168,9 @@ def measure_through(
         profiler.disable()
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    machine = spent_by_kind(
+        machine_before, take_snapshot(), os.getpid(), server.process.pid if server.process else None
+    )
     intake.close()
 
     with app.sessions() as session:
@@ -188,6 +193,14 @@ def measure_through(
         f"move/flag {report.settle_seconds:.2f}s; IMAP side alone "
         f"{len(report.results) / max(report.fetch_seconds + report.settle_seconds, 1e-9):.0f}"
         " messages/s"
+    )
+    done = max(len(report.results), 1)
+    print(
+        f"  machine CPU {sum(machine.values()) / elapsed:.2f} of {os.cpu_count()} cores busy: "
+        + ", ".join(
+            f"{kind} {seconds / done * 1000:.2f}" for kind, seconds in machine.most_common()
+        )
+        + " ms/message"
     )
     if profiler:
         pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(
