@@ -9,7 +9,10 @@ MAX_HEADER_TEXT = 400
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none belong in a header.
 CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # RFC 5322 §3.6.8: printable ASCII except the colon.
-_FIELD_NAME = re.compile(rb"[!-9;-~]{1,76}")
+_FIELD_NAME = rb"[!-9;-~]{1,76}"
+# One header field: its name, and its value with any continuation lines (CR LF, then a space or
+# a tab), up to the CR LF that ends it or the end of the block. Neither holds a bare CR or LF.
+_FIELD = re.compile(rb"(%s):([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)(?:\r\n|\Z)" % _FIELD_NAME)
 
 
 class UnsafeHeader(ValueError):
@@ -56,22 +59,25 @@ def verify_composed(raw: bytes, recipient: str, expected: set[str]) -> None:
     block = raw[:end]
     if not block.isascii() or b"\x00" in block:
         raise UnsafeHeader("outbound header block is not plain ASCII")
-    lines = block.split(b"\r\n")
+    breaks = block.count(b"\r\n")
+    if block.count(b"\r") != breaks or block.count(b"\n") != breaks:
+        raise UnsafeHeader("outbound header block has a bare line break")
+    if max(map(len, block.split(b"\r\n"))) > 998:  # RFC 5322 §2.1.1, CR LF excluded
+        raise UnsafeHeader("outbound header block has an overlong line")
     fields: dict[str, bytes] = {}
-    name = ""
-    for line in lines:
-        if b"\r" in line or b"\n" in line or len(line) > 998:
-            raise UnsafeHeader("outbound header block has a bare line break or an overlong line")
-        if line[:1] in (b" ", b"\t") and name:
-            fields[name] += line
-            continue
-        field_name, colon, value = line.partition(b":")
-        if not colon or not _FIELD_NAME.fullmatch(field_name):
+    at = 0
+    while True:  # the block stops short of the first blank line: it never ends in CR LF
+        field = _FIELD.match(block, at)
+        if field is None:
+            line = block[at:].split(b"\r\n", 1)[0]
             raise UnsafeHeader(f"not a header field in outbound message: {line[:80]!r}")
-        name = field_name.decode("ascii").lower()
+        name = field[1].decode("ascii").lower()
         if name in fields:
             raise UnsafeHeader(f"outbound message carries two {name} fields")
-        fields[name] = value
+        fields[name] = field[2].replace(b"\r\n", b"")
+        at = field.end()
+        if at >= len(block):
+            break
     unexpected = set(fields) - {e.lower() for e in expected}
     if unexpected:
         raise UnsafeHeader(f"unexpected headers in outbound message: {sorted(unexpected)}")

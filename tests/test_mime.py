@@ -166,6 +166,19 @@ def test_the_read_back_accepts_what_we_write() -> None:
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        GOOD.replace(b"To: ", b"To:\r\n\t"),  # the recipient on a continuation line
+        GOOD.replace(b"Subject: [TS-1]", b"Subject: " + b"W" * 989),  # 998 characters
+        GOOD.replace(b"MIME-Version:", b"M" * 76 + b":"),  # the longest name that fits a line
+        GOOD.replace(b"\r\n\r\nbody", b"\r\n\r\n\r\n\r\nbody"),  # blank lines in the body
+    ],
+)
+def test_the_read_back_accepts_any_well_formed_block_of_our_fields(raw: bytes) -> None:
+    verify_composed(raw, ADDRESS, EXPECTED | {"M" * 76})
+
+
+@pytest.mark.parametrize(
     ("raw", "why"),
     [
         (GOOD.replace(b"[TS-1]", b"[TS-1]\nBcc: x@victim.example"), "bare line break"),
@@ -178,6 +191,14 @@ def test_the_read_back_accepts_what_we_write() -> None:
         (GOOD.replace(b"Subject: [TS-1]", b"Subject: [TS-1] \xc3\xa9"), "not plain ascii"),
         (GOOD.replace(b"Subject: [TS-1]", b"Subject: " + b"W" * 1000), "overlong line"),
         (GOOD.replace(b"\r\n\r\n", b"\r\n"), "no end to its header block"),
+        (GOOD.replace(b" folded", b" fol\rded"), "bare line break"),
+        (GOOD.replace(b" folded", b" fol\nded"), "bare line break"),
+        (GOOD.replace(b"Subject: [TS-1]", b"Subject: " + b"W" * 990), "overlong line"),
+        (GOOD.replace(b"MIME-Version:", b"MIME-Version :"), "not a header field"),
+        (GOOD.replace(b"1.0", b"1.0\r\nno colon"), "not a header field"),
+        (GOOD.replace(b"MIME-Version:", b"M" * 77 + b":"), "not a header field"),
+        (b"\r\n\r\n" + GOOD, "not a header field"),
+        (GOOD.replace(b"Subject:", b"subject: x\r\nSubject:"), "two subject fields"),
     ],
 )
 def test_the_read_back_refuses_anything_else(raw: bytes, why: str) -> None:
