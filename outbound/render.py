@@ -26,11 +26,26 @@ class RenderedEmail:
     html: str | None
 
 
+class _Environment(Environment):
+    """Jinja's environment, reading `name.key` of a plain dict as its item first.
+
+    Jinja tries an attribute before an item, and for the dicts the desk renders from (a case's
+    summary, a person's history) the failed attribute lookup raised and caught an exception
+    every time: a sixth of rendering the moderators' new-case email. A dict's own methods are
+    still reached by any name that is not one of its keys.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 class Renderer:
     """Renders `NAME.subject.j2`, `NAME.txt.j2` and, when present, `NAME.html.j2`."""
 
     def __init__(self, folder: Path = DEFAULT_TEMPLATES) -> None:
-        self._env = Environment(
+        self._env = _Environment(
             loader=FileSystemLoader(str(folder)),
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             undefined=StrictUndefined,

@@ -167,3 +167,24 @@ def test_a_missing_value_is_an_error_that_names_the_template(tmp_path: Path) -> 
         renderer.render("n", {"ref": "TS-7"})
     frames = [frame.filename for frame in traceback.extract_tb(raised.value.__traceback__)]
     assert str(tmp_path / "n.txt.j2") in frames
+
+
+def test_a_dict_key_is_read_before_the_dict_method_of_that_name(tmp_path: Path) -> None:
+    """`facts.items` is the key's value when there is such a key, as a template author means;
+    a dict method is still reached by a name that is no key, and an object's attribute too."""
+    renderer = renderer_of(
+        tmp_path,
+        **{
+            "n.subject.j2": "{{ facts.kind }}",
+            "n.txt.j2": "{{ facts.items }}; {{ facts.keys() | list | length }}; {{ person.real }}",
+        },
+    )
+    rendered = renderer.render("n", {"facts": {"kind": "report", "items": "two"}, "person": 2.5})
+    assert rendered.subject == "report"
+    assert rendered.text == "two; 2; 2.5"
+
+
+def test_a_missing_dict_key_is_still_an_error(tmp_path: Path) -> None:
+    renderer = renderer_of(tmp_path, **{"n.subject.j2": "Hi", "n.txt.j2": "{{ facts.gone }}"})
+    with pytest.raises(UndefinedError, match="has no attribute 'gone'"):
+        renderer.render("n", {"facts": {"kind": "report"}})
