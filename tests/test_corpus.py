@@ -63,8 +63,9 @@ def test_a_sample_is_stored_byte_for_byte(app: App, clock: FixedClock) -> None:
 
 
 def test_the_body_is_read_from_the_one_parse_as_mail_parser_reads_the_bytes() -> None:
-    """mail-parser is handed the message the header parse made; it must read what it would
-    have read from the bytes. Unnamed attached messages get random names: those are left out."""
+    """mail-parser is handed the message the header parse made, and builds none of its
+    summaries (`intake.parse._BodyReader`); it must read what it would have read from the
+    bytes. Unnamed attached messages get random names: those are left out."""
     import email
     import email.policy
 
