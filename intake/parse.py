@@ -157,7 +157,7 @@ def parse_message(raw: bytes, *, max_bytes: int, max_attachment_bytes: int) -> P
 class _BodyReader(mailparser.MailParser):  # type: ignore[misc]
     """mail-parser's reading of a message, without the two summaries of every header and part
     (`mail`, `mail_partial`) it builds at the end of each parse: the desk reads only the text,
-    HTML, attachments, defects and date, and those summaries took an eighth of a parse."""
+    HTML, attachments, defects and date, and those summaries took a ninth of a parse."""
 
     def _make_mail(self, complete: bool = True) -> dict[str, object]:
         return {}

@@ -31,8 +31,8 @@ class _Environment(Environment):
 
     Jinja tries an attribute before an item, and for the dicts the desk renders from (a case's
     summary, a person's history) the failed attribute lookup raised and caught an exception
-    every time: a sixth of rendering the moderators' new-case email. A dict's own methods are
-    still reached by any name that is not one of its keys.
+    every time: about an eighth of the instructions that render the moderators' new-case email.
+    A dict's own methods are still reached by any name that is not one of its keys.
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
