@@ -19,6 +19,7 @@ from casework.clock import FixedClock
 from casework.db import transaction
 from casework.models import OutboxMessage, Party
 from casework.notices import Notice, NoticeRefused
+from casework.rules import RULES
 from intake.pipeline import SourceRef
 from outbound.outbox import Outbox
 from outbound.render import RenderedEmail, Renderer
@@ -188,3 +189,25 @@ def test_a_missing_dict_key_is_still_an_error(tmp_path: Path) -> None:
     renderer = renderer_of(tmp_path, **{"n.subject.j2": "Hi", "n.txt.j2": "{{ facts.gone }}"})
     with pytest.raises(UndefinedError, match="has no attribute 'gone'"):
         renderer.render("n", {"facts": {"kind": "report"}})
+
+
+def test_the_new_case_email_ends_with_every_rule_code_once(
+    desk_app: App, clock: FixedClock
+) -> None:
+    """The cheat sheet's last line lists the rule codes, comma-separated, in both parts, with
+    one line break after it, as the loop that wrote it before gave."""
+    desk_app.pipeline.process(make_mail(), SourceRef(label="report"), clock.now())
+    with desk_app.sessions() as session:
+        raw = session.scalars(
+            select(OutboxMessage.raw).where(OutboxMessage.template == "moderator/new-case")
+        ).first()
+    assert raw is not None
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    line = "Rule codes: " + ", ".join(rule.code for rule in RULES)
+    for kind, after in (("plain", ""), ("html", "</pre>")):
+        part = message.get_body((kind,))
+        assert part is not None
+        content = part.get_content().replace("\r\n", "\n")
+        assert f"\n{line}\n{after}" in content, kind
+        assert content.count("Rule codes:") == 1
+    assert content.rstrip().endswith("</body></html>")
