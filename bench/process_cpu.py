@@ -64,6 +64,6 @@ def _kind(pid: int, snapshot: Snapshot, worker: int, server: int | None) -> str:
     name = snapshot.names.get(pid, "")
     if name.startswith("postgres"):
         return "postgres"
-    if name in {"imap", "dovecot", "anvil", "log", "config", "auth", "stats"}:
+    if name in {"imap", "imap-login", "dovecot", "anvil", "log", "config", "auth", "stats"}:
         return "imap server"
     return "other"
