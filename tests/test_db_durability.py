@@ -28,7 +28,7 @@ def test_sqlite_commits_are_synced_to_disk_in_wal_mode(sqlite_url: str) -> None:
 
 def test_times_are_stored_as_utc_and_read_back_aware(app: App) -> None:
     """A UTC time is stored as it is, a time in another zone at the same instant in UTC, and a
-    naive time is refused before anything is written."""
+    naive time is refused: nothing of its transaction is kept."""
     utc = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
     india = datetime(2027, 1, 4, 14, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     with transaction(app.sessions) as session:

@@ -170,7 +170,7 @@ def test_the_read_back_accepts_what_we_write() -> None:
     [
         GOOD.replace(b"To: ", b"To:\r\n\t"),  # the recipient on a continuation line
         GOOD.replace(b"Subject: [TS-1]", b"Subject: " + b"W" * 989),  # 998 characters
-        GOOD.replace(b"MIME-Version:", b"M" * 76 + b":"),  # the longest name that fits a line
+        GOOD.replace(b"MIME-Version:", b"M" * 76 + b":"),  # the longest field name allowed
         GOOD.replace(b"\r\n\r\nbody", b"\r\n\r\n\r\n\r\nbody"),  # blank lines in the body
     ],
 )
