@@ -135,17 +135,13 @@ class ParseAhead:
         with its insights (`intake.insights`)."""
         if self._workers <= 0 or len(raws) < self._min_batch:
             return Parsing(len(raws))
+        pieces = [raws[i : i + self._chunk] for i in range(0, len(raws), self._chunk)]
         with self._lock:
             executor = self._ensure()
             try:
                 chunks = tuple(
-                    (
-                        len(raws[i : i + self._chunk]),
-                        executor.submit(
-                            parse_chunk, raws[i : i + self._chunk], self._limits, self._context
-                        ),
-                    )
-                    for i in range(0, len(raws), self._chunk)
+                    (len(piece), executor.submit(parse_chunk, piece, self._limits, self._context))
+                    for piece in pieces
                 )
             except (BrokenProcessPool, OSError, RuntimeError) as error:
                 log.warning("parse helper failed (%s); the pipeline parses this batch", error)
