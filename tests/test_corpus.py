@@ -122,3 +122,21 @@ def test_header_lookups_give_what_the_header_block_gives_for_every_sample() -> N
             assert parsed.header_values(name) == every_value, (path, name)
             checked += 1
     assert checked > 10_000
+
+
+def test_mail_parser_still_builds_its_summaries_where_the_desk_skips_them() -> None:
+    """`_BodyReader` skips mail-parser's summaries by overriding the private method that makes
+    them; should a new mail-parser stop calling it, the saving would be gone unseen."""
+    import email
+    import email.policy
+
+    import mailparser
+
+    from intake import parse
+
+    data = (CORPUS / "mail-parser" / "mail_test_3").read_bytes()
+    headers = email.message_from_bytes(data, policy=email.policy.compat32)
+    assert mailparser.MailParser(headers).mail  # what the override stands in for
+    reader = parse._BodyReader(headers)
+    assert reader.mail == {} and reader.mail_partial == {}
+    assert reader.text_plain == mailparser.MailParser(headers).text_plain
