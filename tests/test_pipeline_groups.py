@@ -316,7 +316,7 @@ def test_a_group_no_helper_read_reads_each_message_once(
         return real(text, sender, desk_address)
 
     monkeypatch.setattr(casework.cases, "mentioned_addresses", mentioned)
-    # Wherever else the intake might look them up by this name.
+    # And under the name the pipeline once imported it by, should it import it again.
     monkeypatch.setattr("intake.pipeline.mentioned_addresses", mentioned, raising=False)
     items = pending(app, *(report(n) for n in range(4)), parsed=parsed)
     results = list(app.pipeline.process_group(items, clock.now))
