@@ -306,8 +306,8 @@ def test_what_a_parse_helper_read_is_what_the_pipeline_uses(app: App, clock: Fix
 def test_a_group_no_helper_read_reads_each_message_once(
     app: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, parsed: bool
 ) -> None:
-    """Without a helper's reading, what each message says (the addresses it names among it) is
-    read once for the group's lookups and its handling alike."""
+    """Without a helper's reading, what each message says (the addresses named in its text) is
+    read once, for the group's lookups and its handling alike."""
     calls: list[str] = []
     real = casework.cases.mentioned_addresses
 
